@@ -1,0 +1,147 @@
+"""Assembles one gateway process: database, pipeline, listeners, workers, HTTP."""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+
+from adapters.mllp import MllpServer, Peer
+from mappings.hl7v2.ack import build_ack
+from mappings.issue import Issue
+
+from . import logging as log_setup
+from . import migrate
+from .config import Config, Listener
+from .delivery import DeliveryService
+from .embedded_pg import EmbeddedPostgres, home
+from .http_api import HttpApi
+from .metrics import Metrics
+from .pipeline import Hl7Pipeline
+from .routing import Router
+from .store import MessageWriter, StoreUnavailable, create_pool
+
+log = log_setup.get("labgate.app")
+
+
+def database_url(config: Config) -> str | None:
+    return os.environ.get("LABGATE_DATABASE_URL") or config.database.url
+
+
+class Gateway:
+    def __init__(self, config: Config, *, db_url: str | None = None, home_dir: Path | None = None):
+        self.config = config
+        self._db_url = db_url or database_url(config)
+        self._home = home_dir or home()
+        self._embedded: EmbeddedPostgres | None = None
+        self.metrics = Metrics()
+        self.pool: asyncpg.Pool | None = None
+        self.listeners: dict[str, MllpServer] = {}
+        self._writer: MessageWriter | None = None
+        self._delivery: DeliveryService | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self._db_url
+
+    async def start(self) -> None:
+        if not self._db_url:
+            self._embedded = EmbeddedPostgres(self._home / "pgdata")
+            self._db_url = await asyncio.to_thread(self._embedded.start)
+            log.info("db.embedded_started", data_dir=str(self._home / "pgdata"))
+        db = self.config.database
+        self.pool = await create_pool(self._db_url, min_size=db.pool_min, max_size=db.pool_max)
+        async with self.pool.acquire() as conn:
+            applied = await migrate.apply(conn)
+        if applied:
+            log.info("db.migrated", applied=applied)
+        self._writer = MessageWriter(self.pool, writers=db.writers, max_batch=db.group_commit_max)
+        pipeline = Hl7Pipeline(writer=self._writer, router=Router(self.config), metrics=self.metrics,
+                               gateway_name=self.config.gateway.name,
+                               facility=self.config.gateway.facility)
+        for lst in self.config.listeners:
+            await self._start_listener(lst, pipeline)
+        self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._db_url)
+        await self._delivery.start()
+        await self._start_http()
+        log.info("gateway.started", http_port=self.http_port,
+                 listeners={n: s.port for n, s in self.listeners.items()})
+
+    async def _start_listener(self, lst: Listener, pipeline: Hl7Pipeline) -> None:
+        networks = [ipaddress.ip_network(a, strict=False) for a in lst.allow]
+
+        def authorize(peer: Peer) -> str | None:
+            try:
+                addr = ipaddress.ip_address(peer.host)
+            except ValueError:
+                return None
+            if any(addr in net for net in networks if net.version == addr.version):
+                return lst.system
+            log.warning("listener.peer_refused", listener=lst.name, peer=peer.host)
+            return None
+
+        async def handle(message: bytes, peer: Peer) -> bytes:
+            try:
+                return await pipeline.handle(message, peer.system or lst.system, peer=peer.host)
+            except StoreUnavailable:
+                # No positive ACK: closing the connection makes the sender retry.
+                raise
+
+        def on_oversize(peer: Peer) -> bytes:
+            issue = Issue("error", "MLLP-MESSAGE-TOO-LARGE", "MSH",
+                          f"The message exceeds this listener's limit of {lst.max_message_bytes} bytes",
+                          "Meldingen er større enn grensen for denne mottakeren")
+            return build_ack(None, "AR", [issue], control_id="LGOVERSIZE",
+                             timestamp=_now(), sending_app=self.config.gateway.name)
+
+        server = MllpServer(handle, name=lst.name, max_message_bytes=lst.max_message_bytes,
+                            idle_timeout=lst.idle_timeout_s, max_connections=lst.max_connections,
+                            authorize=authorize, on_oversize=on_oversize, logger=log)
+        await server.start(lst.host, lst.port)
+        self.listeners[lst.name] = server
+
+    async def _start_http(self) -> None:
+        api = HttpApi(pool=self.pool, config=self.config, metrics=self.metrics,
+                      readiness=self.readiness)
+        self._runner = web.AppRunner(api.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]
+
+    async def readiness(self) -> tuple[bool, dict]:
+        detail = {"listeners": {n: s.port for n, s in self.listeners.items()}}
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+            detail["database"] = "ok"
+        except Exception as e:  # any failure means not ready
+            detail["database"] = type(e).__name__
+            return False, detail
+        bound = len(self.listeners) == len(self.config.listeners)
+        return bound, detail
+
+    async def stop(self) -> None:
+        for server in self.listeners.values():
+            await server.stop()
+        if self._delivery:
+            await self._delivery.stop()
+        if self._runner:
+            await self._runner.cleanup()
+        if self._writer:
+            await self._writer.close()
+        if self.pool:
+            await self.pool.close()
+        if self._embedded:
+            await asyncio.to_thread(self._embedded.stop)
+        log.info("gateway.stopped")
+
+
+def _now():
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc)

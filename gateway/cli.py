@@ -1,0 +1,184 @@
+"""The ``labgate`` command: serve, demo, send, token."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import logging as log_setup
+from .config import ConfigError, load
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO_ROOT / "examples" / "demo.toml"
+DEMO_MESSAGE = REPO_ROOT / "examples" / "messages" / "oru-r01-poc-crp-hb.hl7"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labgate", description=__doc__)
+    sub = p.add_subparsers()
+    s = sub.add_parser("serve", help="run the gateway with a configuration file")
+    s.add_argument("--config", required=True)
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=_serve)
+    d = sub.add_parser("demo", help="run the demo gateway on the embedded PostgreSQL")
+    d.add_argument("--log-level", default="info")
+    d.set_defaults(func=_demo)
+    snd = sub.add_parser("send", help="send an HL7 v2 file over MLLP and print the ACK")
+    snd.add_argument("file")
+    snd.add_argument("--to", required=True, metavar="HOST:PORT")
+    snd.add_argument("--timeout", type=float, default=30.0)
+    snd.set_defaults(func=_send)
+    t = sub.add_parser("token", help="create, revoke or list API tokens")
+    t.add_argument("--config", required=True)
+    tsub = t.add_subparsers(dest="action", required=True)
+    tc = tsub.add_parser("create")
+    tc.add_argument("system")
+    tc.add_argument("--label", default="")
+    tr = tsub.add_parser("revoke")
+    tr.add_argument("id", type=int)
+    tsub.add_parser("list")
+    t.set_defaults(func=_token)
+    return p
+
+
+def _load_or_exit(path) :
+    try:
+        return load(path)
+    except ConfigError as e:
+        print(f"labgate: configuration error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _serve(args) -> int:
+    config = _load_or_exit(args.config)
+    log_setup.configure(args.log_level)
+    asyncio.run(_run_until_signal(config))
+    return 0
+
+
+async def _run_until_signal(config, on_started=None) -> None:
+    from .app import Gateway
+    gw = Gateway(config)
+    await gw.start()
+    try:
+        if on_started:
+            await on_started(gw)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await gw.stop()
+
+
+def _demo(args) -> int:
+    os.environ.setdefault("LABGATE_HOME", str(Path("./var").resolve()))
+    config = _load_or_exit(DEMO_CONFIG)
+    log_setup.configure(args.log_level)
+    asyncio.run(_run_until_signal(config, on_started=_demo_banner))
+    return 0
+
+
+async def _demo_banner(gw) -> None:
+    from . import tokens
+    from .embedded_pg import home
+    creds = {}
+    async with gw.pool.acquire() as conn:
+        for system in gw.config.systems:
+            _, token = await tokens.create(conn, system.name, label="demo")
+            creds[system.name] = token
+    path = home() / "demo-credentials.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(creds, f, indent=2)
+    http = f"http://{gw.config.http.host}:{gw.http_port}"
+    mllp = {n: f"{gw.config.listeners[i].host}:{s.port}" for i, (n, s) in enumerate(gw.listeners.items())}
+    ehr_pull = next(d for d in gw.config.destinations if d.type == "pull")
+    print(f"""
+labgate demo is running (Ctrl-C stops it).
+  HTTP      {http}  (/healthz /readyz /metrics /fhir/metadata)
+  MLLP      {', '.join(f'{n} on {a}' for n, a in mllp.items())}
+  database  embedded PostgreSQL in {home() / 'pgdata'}
+  tokens    {path} (fresh for this run)
+
+Send an example lab result (CRP + Hb from a POC data manager):
+  .venv/bin/labgate send {DEMO_MESSAGE.relative_to(REPO_ROOT)} --to {next(iter(mllp.values()))}
+Then fetch it as the demo EHR would:
+  curl -s -H "Authorization: Bearer {creds[ehr_pull.system]}" '{http}/fhir/Bundle?destination={ehr_pull.name}'
+""", flush=True)
+
+
+def _send(args) -> int:
+    from adapters.mllp import send_once
+    host, _, port = args.to.rpartition(":")
+    data = Path(args.file).read_bytes().replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    try:
+        ack = asyncio.run(send_once(host or "127.0.0.1", int(port), data, timeout=args.timeout))
+    except Exception as e:  # shown to the person at the terminal
+        print(f"labgate send: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(ack.decode("utf-8", "replace").replace("\r", "\n"))
+    return 0 if b"MSA|AA" in ack or b"MSA|CA" in ack else 1
+
+
+def _token(args) -> int:
+    config = _load_or_exit(args.config)
+    return asyncio.run(_token_async(config, args))
+
+
+async def _token_async(config, args) -> int:
+    import asyncpg
+
+    from . import migrate, tokens
+    from .app import database_url
+    from .embedded_pg import EmbeddedPostgres, home
+    emb = None
+    url = database_url(config)
+    if not url:
+        emb = EmbeddedPostgres(home() / "pgdata")
+        url = emb.start()
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate.apply(conn)
+            if args.action == "create":
+                if args.system not in {s.name for s in config.systems}:
+                    print(f"labgate token: no system named {args.system!r} in the configuration",
+                          file=sys.stderr)
+                    return 2
+                tid, token = await tokens.create(conn, args.system, args.label)
+                print(f"token {tid} for {args.system}: {token}")
+                print("Store it now: only its hash is kept.")
+            elif args.action == "revoke":
+                ok = await tokens.revoke(conn, args.id)
+                print("revoked" if ok else "no such live token")
+                return 0 if ok else 1
+            else:
+                for t in await tokens.list_tokens(conn):
+                    state = "revoked" if t["revoked_at"] else "live"
+                    print(f"{t['id']:>5}  {t['system']:<24} {state:<8} {t['created_at']:%Y-%m-%d %H:%M}  {t['label']}")
+        finally:
+            await conn.close()
+    finally:
+        if emb:
+            emb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

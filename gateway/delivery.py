@@ -1,0 +1,219 @@
+"""Delivery workers: take outbox rows and send them to their destinations.
+
+One loop per push destination in every gateway process. A loop claims due
+rows with ``FOR UPDATE SKIP LOCKED`` inside a transaction, sends them, and
+records the outcome in the same transaction, so a row is never claimed by two
+workers at once. Ordered destinations also take a transaction-scoped advisory
+lock, so across all gateways one sender at a time talks to them, in id order.
+
+Delivery is at-least-once: if a gateway dies after the destination ACKed but
+before the commit, the row is sent again after restart. Each outbound message
+carries a control id derived from its outbox id (``LG<id>``), so a receiver
+can recognise the repeat; docs/architecture.md explains the choice.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import zlib
+from datetime import datetime, timezone
+
+import asyncpg
+
+from adapters.mllp import MllpClient, MllpError
+from mappings.hl7v2.from_fhir import bundle_to_oru_r01
+from mappings.hl7v2.parser import Hl7ParseError, parse
+
+from . import logging as log_setup
+from .config import Config, Destination
+from .metrics import Metrics
+from .store import NOTIFY_CHANNEL
+
+log = log_setup.get("labgate.delivery")
+
+POLL_SECONDS = 1.0
+
+_CLAIM = """
+SELECT o.id, o.attempts, o.next_attempt_at, m.bundle::text AS bundle
+FROM outbox o JOIN message m ON m.id = o.message_id
+WHERE o.destination = $1 AND o.state = 'pending' {due}
+ORDER BY o.id
+LIMIT $2
+FOR UPDATE OF o SKIP LOCKED
+"""
+
+_FINISH = """
+UPDATE outbox o SET state = u.state, attempts = u.attempts, last_error = u.error,
+       next_attempt_at = u.next_at, done_at = CASE WHEN u.state <> 'pending' THEN now() END
+FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::timestamptz[])
+     AS u(id, state, attempts, error, next_at)
+WHERE o.id = u.id
+"""
+
+_ATTEMPTS = """
+INSERT INTO delivery_attempt (outbox_id, outcome, detail, duration_ms)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[])
+"""
+
+
+class SendFailed(Exception):
+    def __init__(self, outcome: str, detail: str):
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+class MllpSender:
+    """Sends canonical bundles to an MLLP destination as ORU^R01 and checks the ACK."""
+
+    def __init__(self, dest: Destination, config: Config):
+        self._dest = dest
+        self._gateway = config.gateway
+        self._client = MllpClient(dest.host, dest.port, ack_timeout=dest.ack_timeout_s)
+
+    async def send(self, outbox_id: int, bundle_json: str) -> str:
+        import orjson
+        message = bundle_to_oru_r01(
+            orjson.loads(bundle_json), control_id=f"LG{outbox_id}",
+            timestamp=datetime.now(timezone.utc), sending_app=self._gateway.name,
+            sending_facility=self._gateway.facility, receiving_app=self._dest.system)
+        try:
+            reply = await self._client.send(message)
+        except MllpError as e:
+            raise SendFailed("timeout" if "imeout" in type(e).__name__ else "error",
+                             f"{type(e).__name__}: {e}") from None
+        return _check_ack(reply)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _check_ack(reply: bytes) -> str:
+    try:
+        msg = parse(reply)
+    except Hl7ParseError as e:
+        raise SendFailed("error", f"unreadable ACK: {e.issue.text}") from None
+    code = msg.get("MSA", 1)
+    if code in ("AA", "CA"):
+        return code
+    text = msg.get("ERR", 8) or msg.get("MSA", 3) or msg.get("ERR", 5, comp=2)
+    raise SendFailed("rejected", f"{code or 'no MSA'}: {text}"[:500])
+
+
+class DeliveryService:
+    """Runs one delivery loop per push destination, woken by NOTIFY."""
+
+    def __init__(self, pool: asyncpg.Pool, config: Config, metrics: Metrics, db_url: str):
+        self._pool = pool
+        self._config = config
+        self._metrics = metrics
+        self._db_url = db_url
+        self._dests = [d for d in config.destinations if d.type != "pull"]
+        self._wake = {d.name: asyncio.Event() for d in self._dests}
+        self._senders = {d.name: MllpSender(d, config) for d in self._dests if d.type == "mllp"}
+        self._tasks: list[asyncio.Task] = []
+        self._listen_conn: asyncpg.Connection | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        if not self._dests:
+            return
+        self._listen_conn = await asyncpg.connect(self._db_url)
+        await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        for d in self._dests:
+            self._tasks.append(asyncio.create_task(self._loop(d), name=f"deliver-{d.name}"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for s in self._senders.values():
+            await s.close()
+        if self._listen_conn is not None:
+            await self._listen_conn.close()
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        ev = self._wake.get(payload)
+        if ev is not None:
+            ev.set()
+
+    async def _loop(self, dest: Destination) -> None:
+        wake = self._wake[dest.name]
+        while not self._stopping:
+            try:
+                worked, wait = await self.run_once(dest)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
+                log.warning("delivery.db_error", destination=dest.name, error=type(e).__name__)
+                worked, wait = False, POLL_SECONDS
+            if worked:
+                continue
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                pass
+
+    async def run_once(self, dest: Destination) -> tuple[bool, float]:
+        """Claim and send one batch. Returns (did work, seconds to wait if not)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if dest.ordered:
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(dest.name)):
+                    return False, POLL_SECONDS
+                rows = await conn.fetch(_CLAIM.format(due=""), dest.name, dest.batch)
+            else:
+                rows = await conn.fetch(_CLAIM.format(due="AND o.next_attempt_at <= now()"),
+                                        dest.name, dest.batch)
+            if not rows:
+                return False, POLL_SECONDS
+            now = datetime.now(timezone.utc)
+            if rows[0]["next_attempt_at"] > now:   # ordered: the head row is backing off
+                return False, min(POLL_SECONDS * 5, (rows[0]["next_attempt_at"] - now).total_seconds())
+            done = await self._send_rows(conn, dest, rows)
+        return done > 0, POLL_SECONDS
+
+    async def _send_rows(self, conn, dest: Destination, rows) -> int:
+        sender = self._senders[dest.name]
+        upd = ([], [], [], [], [])
+        att = ([], [], [], [])
+        sent = 0
+        for row in rows:
+            if row["next_attempt_at"] > datetime.now(timezone.utc):
+                break
+            attempts = row["attempts"] + 1
+            t0 = time.perf_counter()
+            self._metrics.delivery_attempts.labels(dest.name).inc()
+            try:
+                code = await sender.send(row["id"], row["bundle"])
+                state, error, next_at, outcome, detail = "delivered", None, datetime.now(timezone.utc), "delivered", code
+                sent += 1
+            except SendFailed as f:
+                self._metrics.delivery_failures.labels(dest.name, f.outcome).inc()
+                state, error, outcome, detail = "pending", f.detail, f.outcome, f.detail
+                next_at = datetime.now(timezone.utc) + _backoff(dest, attempts)
+                if attempts >= dest.max_attempts:
+                    state, outcome = "dead", "dead"
+                    self._metrics.dead_letters.labels(dest.name).inc()
+                    log.warning("delivery.dead_letter", destination=dest.name, outbox_id=row["id"],
+                                attempts=attempts)
+            for col, v in zip(upd, (row["id"], state, attempts, error, next_at)):
+                col.append(v)
+            for col, v in zip(att, (row["id"], outcome, detail, int((time.perf_counter() - t0) * 1000))):
+                col.append(v)
+            if state == "pending" and dest.ordered:
+                break   # keep order: nothing after a failed row goes first
+        if upd[0]:
+            await conn.execute(_FINISH, *upd)
+            await conn.execute(_ATTEMPTS, *att)
+        return len(upd[0]) if sent else 0
+
+
+def _backoff(dest: Destination, attempts: int):
+    from datetime import timedelta
+    base = min(dest.backoff_max_s, dest.backoff_initial_s * (2 ** (attempts - 1)))
+    return timedelta(seconds=base * random.uniform(0.5, 1.0))
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(b"labgate-destination:" + name.encode()) & 0x7FFFFFFF

@@ -1,0 +1,160 @@
+"""The gateway's HTTP surface (aiohttp): health, metrics, FHIR metadata, pull.
+
+Every /fhir request except /fhir/metadata carries a bearer token; the
+system it belongs to is attached to the request (``request["system"]``)
+and each handler checks what that system may see. Errors under /fhir are
+FHIR OperationOutcomes.
+"""
+from __future__ import annotations
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from . import logging as log_setup
+from . import tokens
+from .capability import capability_statement
+from .config import Config
+from .metrics import Metrics
+
+log = log_setup.get("labgate.http")
+FHIR_JSON = "application/fhir+json"
+MAX_PAGE = 500
+
+_PULL = """
+SELECT o.id, m.bundle::text AS bundle, o.created_at
+FROM outbox o JOIN message m ON m.id = o.message_id
+WHERE o.destination = $1 AND o.state = 'held' AND o.id > $2
+ORDER BY o.id LIMIT $3
+"""
+
+
+def outcome(status: int, code: str, text: str, *, severity: str = "error",
+            issue_type: str = "processing") -> web.Response:
+    body = {"resourceType": "OperationOutcome", "issue": [{
+        "severity": severity, "code": issue_type, "details": {
+            "coding": [{"system": "urn:labgate:rule", "code": code}], "text": text}}]}
+    return web.Response(status=status, body=orjson.dumps(body), content_type=FHIR_JSON)
+
+
+def _fhir(body: dict, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type=FHIR_JSON)
+
+
+class HttpApi:
+    def __init__(self, *, pool: asyncpg.Pool, config: Config, metrics: Metrics, readiness):
+        self._pool = pool
+        self._config = config
+        self._metrics = metrics
+        self._ready = readiness   # callable -> (bool, detail dict)
+        self.app = web.Application(middlewares=[self._auth],
+                                   client_max_size=config.http.max_body_bytes)
+        self.app.add_routes([
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
+            web.get("/fhir/metadata", self.metadata),
+            web.get("/fhir/Bundle", self.pull),
+            web.post("/fhir/Bundle/{id}/$taken", self.taken),
+        ])
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        path = request.path
+        if not path.startswith("/fhir/") or path == "/fhir/metadata":
+            return await handler(request)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return outcome(401, "AUTH-MISSING", "A bearer token is required", issue_type="login")
+        async with self._pool.acquire() as conn:
+            system = await tokens.system_for(conn, auth[7:].strip())
+        if system is None:
+            log.info("http.auth_refused", path=path, peer=request.remote)
+            return outcome(401, "AUTH-INVALID", "The token is unknown or revoked", issue_type="login")
+        request["system"] = system
+        return await handler(request)
+
+    async def healthz(self, _request):
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request):
+        ok, detail = await self._ready()
+        return web.json_response({"status": "ready" if ok else "not ready", **detail},
+                                 status=200 if ok else 503)
+
+    async def metrics(self, _request):
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT destination, state, count(*) AS n,"
+                " extract(epoch FROM now() - min(created_at))::float8 AS oldest"
+                " FROM outbox WHERE state IN ('pending', 'held', 'dead')"
+                " GROUP BY destination, state")
+        self._metrics.set_outbox_snapshot([(r["destination"], r["state"], r["n"], r["oldest"]) for r in rows])
+        return web.Response(body=self._metrics.render(),
+                            content_type="text/plain", charset="utf-8")
+
+    async def metadata(self, request):
+        return _fhir(capability_statement(f"{request.scheme}://{request.host}/fhir"))
+
+    def _pull_destination(self, request: web.Request, name: str | None):
+        """The pull destination named, if the calling system may read it."""
+        if not name:
+            return None, outcome(400, "SEARCH-DESTINATION-REQUIRED",
+                                 "The destination search parameter is required", issue_type="required")
+        dest = next((d for d in self._config.destinations if d.name == name and d.type == "pull"), None)
+        if dest is None or dest.system != request["system"]:
+            # Same answer for "no such destination" and "not yours": no probing.
+            return None, outcome(403, "FORBIDDEN", "This system may not read that destination",
+                                 issue_type="forbidden")
+        return dest, None
+
+    async def pull(self, request: web.Request):
+        dest, err = self._pull_destination(request, request.query.get("destination"))
+        if err:
+            return err
+        try:
+            count = min(MAX_PAGE, max(1, int(request.query.get("_count", "50"))))
+            after = int(request.query.get("_after", "0"))
+        except ValueError:
+            return outcome(400, "SEARCH-PARAM-INVALID", "_count and _after must be integers",
+                           issue_type="value")
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_PULL, dest.name, after, count)
+        base = f"{request.scheme}://{request.host}/fhir/Bundle"
+        entries = []
+        for r in rows:
+            res = orjson.loads(r["bundle"])
+            res["id"] = str(r["id"])
+            entries.append({"fullUrl": f"{base}/{r['id']}", "resource": res,
+                            "search": {"mode": "match"}})
+        body = {"resourceType": "Bundle", "type": "searchset", "entry": entries,
+                "link": [{"relation": "self", "url": str(request.url)}]}
+        if len(rows) == count:
+            body["link"].append({"relation": "next", "url": (
+                f"{base}?destination={dest.name}&_count={count}&_after={rows[-1]['id']}")})
+        log.info("http.pull", destination=dest.name, system=request["system"], returned=len(rows))
+        return _fhir(body)
+
+    async def taken(self, request: web.Request):
+        try:
+            outbox_id = int(request.match_info["id"])
+        except ValueError:
+            return outcome(404, "NOT-FOUND", "No such held bundle", issue_type="not-found")
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT destination, state FROM outbox WHERE id = $1", outbox_id)
+            dest = None
+            if row is not None:
+                dest, err = self._pull_destination(request, row["destination"])
+                if err:
+                    return err
+            if row is None or dest is None:
+                return outcome(404, "NOT-FOUND", "No such held bundle", issue_type="not-found")
+            if row["state"] == "taken":
+                return outcome(200, "ALREADY-TAKEN", "Already marked taken", severity="information",
+                               issue_type="informational")
+            await conn.execute(
+                "UPDATE outbox SET state = 'taken', done_at = now() WHERE id = $1 AND state = 'held'",
+                outbox_id)
+        log.info("http.taken", destination=dest.name, system=request["system"], outbox_id=outbox_id)
+        return outcome(200, "TAKEN", "Marked taken", severity="information", issue_type="informational")
