@@ -1,0 +1,223 @@
+"""asyncio TCP server for POCT1-A2 devices: wires sockets to GatewayConversation.
+
+The owner supplies two callbacks (the adapter knows nothing of the core)::
+
+    async def on_observation(message: PoctMessage, peer: str) -> tuple[bool, str | None]
+        # OBS.R01 / OBS.R02 -> (accepted, error text for ACK AE)
+    async def on_hello(message: PoctMessage, peer: str) -> Sequence[OperatorList | Directive] | None
+        # HEL.R01 -> what to push to this device (operator list, lock directive …)
+
+A callback that raises or overruns ``decision_timeout`` is answered with
+ACK AE (``POCT1A-GATEWAY-ERROR``), never with a dropped connection.
+Deadlines: ``ack_timeout`` for the device's ACK of a push, ``message_timeout``
+from the first byte of a message to its end (slow senders), ``idle_timeout``
+between messages. Each ends the conversation with END.R01 (reason TMO).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+import structlog
+
+from .build import Directive, OperatorList
+from .conversation import (ConversationConfig, ConversationEnded, DuplicateReceived, Event,
+                           GatewayConversation, HelloReceived, ObservationReceived, ProtocolError,
+                           PushAcknowledged)
+from .xml import PoctMessage
+
+log = structlog.get_logger("adapters.poct1a")
+
+GATEWAY_ERROR = "POCT1A-GATEWAY-ERROR"
+
+ObservationCallback = Callable[[PoctMessage, str], Awaitable[tuple[bool, str | None]]]
+HelloCallback = Callable[[PoctMessage, str], Awaitable[Sequence[OperatorList | Directive] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    read_size: int = 65536
+    idle_timeout: float = 300.0
+    ack_timeout: float = 30.0
+    message_timeout: float = 30.0
+    decision_timeout: float = 30.0
+    write_timeout: float = 30.0
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
+
+
+class PoctServer:
+    """Accepts device connections and runs one conversation per connection."""
+
+    def __init__(self, on_observation: ObservationCallback, *,
+                 on_hello: HelloCallback | None = None, config: ServerConfig | None = None):
+        self._on_observation = on_observation
+        self._on_hello = on_hello
+        self.config = config or ServerConfig()
+        self._server: asyncio.Server | None = None
+        self._live: dict[asyncio.Task, tuple[GatewayConversation, asyncio.StreamWriter]] = {}
+        self._stats: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._received: Counter[str] = Counter()
+
+    async def start(self) -> tuple[str, int]:
+        """Listen; returns the bound (host, port)."""
+        self._server = await asyncio.start_server(self._handle, self.config.host, self.config.port)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        log.info("poct1a.listening", host=host, port=port)
+        return host, port
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if self._server is None or not self._server.sockets:
+            return None
+        return self._server.sockets[0].getsockname()[:2]
+
+    def stats(self) -> dict:
+        """Counters since start: connections, messages by type, errors by code."""
+        return {**self._stats, "connections_open": len(self._live),
+                "received": dict(self._received), "errors": dict(self._errors)}
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop listening, send END to every open conversation, close them."""
+        if self._server is not None:
+            self._server.close()
+        for conv, writer in list(self._live.values()):
+            conv.end("gateway shutting down")
+            with contextlib.suppress(Exception):
+                writer.write(conv.data_to_send())
+                writer.close()  # flushes END, then the handler's read sees EOF
+        tasks = list(self._live)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), grace)
+        log.info("poct1a.stopped")
+
+    # one connection --------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _peer_name(writer)
+        conv = GatewayConversation(self.config.conversation)
+        task = asyncio.current_task()
+        self._live[task] = (conv, writer)
+        self._stats["connections_total"] += 1
+        log.info("poct1a.connection_opened", peer=peer)
+        try:
+            await self._converse(conv, reader, writer, peer)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            self._record(conv.connection_lost(), peer)
+        except Exception as exc:  # a bug of ours: answer in protocol, never a silent drop
+            # Type only: a traceback with locals could carry patient data.
+            log.error("poct1a.internal_error", peer=peer, error=type(exc).__name__)
+            self._errors[GATEWAY_ERROR] += 1
+            with contextlib.suppress(Exception):
+                conv.end(f"{GATEWAY_ERROR}: internal error")
+                writer.write(conv.data_to_send())
+        finally:
+            self._live.pop(task, None)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            log.info("poct1a.connection_closed", peer=peer)
+
+    async def _converse(self, conv: GatewayConversation, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter, peer: str) -> None:
+        partial_since: float | None = None
+        while not conv.closed:
+            if conv.has_partial_input:
+                partial_since = partial_since or time.monotonic()
+            else:
+                partial_since = None
+            try:
+                data = await asyncio.wait_for(reader.read(self.config.read_size),
+                                              self._deadline(conv, partial_since))
+            except TimeoutError:
+                events = conv.timeout()
+            else:
+                self._stats["bytes_in"] += len(data)
+                events = conv.receive_data(data) if data else conv.connection_lost()
+            await self._dispatch(conv, events, peer)
+            await self._flush(conv, writer)
+
+    def _deadline(self, conv: GatewayConversation, partial_since: float | None) -> float:
+        waiting = conv.waiting_for
+        if waiting == "ack":
+            return self.config.ack_timeout
+        if waiting == "message" and partial_since is not None:
+            return max(0.0, partial_since + self.config.message_timeout - time.monotonic())
+        return self.config.idle_timeout
+
+    async def _flush(self, conv: GatewayConversation, writer: asyncio.StreamWriter) -> None:
+        data = conv.data_to_send()
+        if data:
+            writer.write(data)
+            self._stats["bytes_out"] += len(data)
+            await asyncio.wait_for(writer.drain(), self.config.write_timeout)
+
+    async def _dispatch(self, conv: GatewayConversation, events: list[Event], peer: str) -> None:
+        self._record(events, peer)
+        for event in events:
+            if isinstance(event, HelloReceived) and self._on_hello is not None:
+                for item in await self._hello_pushes(event.message, peer):
+                    conv.push(item)
+            elif isinstance(event, ObservationReceived):
+                accepted, text = await self._decide(event.message, peer)
+                conv.acknowledge_observation(event.control_id, accepted, text)
+                self._stats["observations_accepted" if accepted else "observations_rejected"] += 1
+
+    async def _hello_pushes(self, message: PoctMessage, peer: str) -> Sequence:
+        try:
+            items = list(await asyncio.wait_for(self._on_hello(message, peer),
+                                                self.config.decision_timeout) or ())
+        except Exception as exc:  # the callback's failure must not end the device's session
+            log.error("poct1a.on_hello_failed", peer=peer, error=type(exc).__name__)
+            return ()
+        pushes = [i for i in items if isinstance(i, (OperatorList, Directive))]
+        if len(pushes) != len(items):
+            log.error("poct1a.on_hello_bad_push", peer=peer, ignored=len(items) - len(pushes))
+        return pushes
+
+    async def _decide(self, message: PoctMessage, peer: str) -> tuple[bool, str | None]:
+        try:
+            accepted, text = await asyncio.wait_for(self._on_observation(message, peer),
+                                                    self.config.decision_timeout)
+            return bool(accepted), text
+        except Exception as exc:
+            log.error("poct1a.on_observation_failed", peer=peer, error=type(exc).__name__,
+                      control_id=message.control_id)
+            return False, f"{GATEWAY_ERROR}: the gateway could not store the message; resend later"
+
+    def _record(self, events: list[Event], peer: str) -> None:
+        for event in events:
+            message = getattr(event, "message", None)
+            if message is not None:
+                self._received[message.msg_type] += 1
+                log.debug("poct1a.message_received", peer=peer, msg_type=message.msg_type,
+                          control_id=message.control_id)
+            if isinstance(event, DuplicateReceived):
+                self._stats["duplicates"] += 1
+            elif isinstance(event, ProtocolError):
+                self._errors[event.code] += 1
+                log.warning("poct1a.protocol_error", peer=peer, code=event.code,
+                            fatal=event.fatal, control_id=event.control_id)
+            elif isinstance(event, PushAcknowledged):
+                self._stats["pushes_accepted" if event.accepted else "pushes_rejected"] += 1
+            elif isinstance(event, ConversationEnded):
+                self._stats[f"ended_by_{event.by}"] += 1
+
+
+def _peer_name(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

@@ -1,0 +1,77 @@
+"""Turn POCT1-A value, unit and time attributes into FHIR-ready values."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+# Device unit spellings -> UCUM (DOMAIN.md §1.5: 10E9/L, 10#9/L for 10⁹/L).
+UCUM_SPELLINGS = {
+    "10E9/L": "10*9/L", "10#9/L": "10*9/L", "10^9/L": "10*9/L", "x10E9/L": "10*9/L",
+    "10E12/L": "10*12/L", "10#12/L": "10*12/L", "10^12/L": "10*12/L",
+    "µmol/L": "umol/L", "μmol/L": "umol/L", "mmol/l": "mmol/L", "mg/l": "mg/L",
+    "g/dl": "g/dL", "g/l": "g/L", "ng/l": "ng/L",
+}
+# Units devices send for unitless results such as INR.
+UNITLESS = frozenset({"", "0", "1", "INR", "ratio"})
+
+_NUMBER = re.compile(r"^\s*(<=|>=|<|>)?\s*([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?)\s*$")
+
+
+def ucum(unit: str | None) -> str | None:
+    """The UCUM code for a device unit (unchanged when already UCUM or unknown)."""
+    if unit is None:
+        return None
+    unit = unit.strip()
+    return UCUM_SPELLINGS.get(unit, unit)
+
+
+def same_unit(device_unit: str | None, expected: str | None) -> bool:
+    """True when the device's unit means the code map's unit (or either is absent)."""
+    if not expected or device_unit is None:
+        return True
+    got, want = ucum(device_unit), ucum(expected)
+    if want == "1":
+        return got in UNITLESS
+    return got == want or got.casefold() == want.casefold()
+
+
+def parse_number(text: str) -> tuple[str | None, int | float] | None:
+    """``"27"`` -> (None, 27); ``"<5,5"`` -> ("<", 5.5); None when not a number."""
+    m = _NUMBER.match(text)
+    if m is None:
+        return None
+    digits = m.group(2).replace(",", ".")
+    number = float(digits)
+    if re.fullmatch(r"[+-]?\d+", digits):
+        number = int(digits)
+    return m.group(1), number
+
+
+_COMPACT = ("%Y%m%d%H%M%S%z", "%Y%m%d%H%M%z", "%Y%m%d%H%M%S", "%Y%m%d%H%M")
+
+
+def parse_datetime(text: str, default_tz: str) -> tuple[str | None, bool]:
+    """An ISO 8601 / compact device time as FHIR dateTime text.
+
+    Returns (value, assumed_zone): value None when unreadable; assumed_zone
+    True when the device gave no offset and ``default_tz`` was applied.
+    """
+    text = text.strip()
+    dt = None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        for fmt in _COMPACT:
+            try:
+                dt = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+    if dt is None:
+        return None, False
+    assumed = dt.tzinfo is None
+    if assumed:
+        dt = dt.replace(tzinfo=ZoneInfo(default_tz))
+    spec = "microseconds" if dt.microsecond else "seconds"
+    return dt.isoformat(timespec=spec), assumed
