@@ -1,0 +1,75 @@
+"""HL7 v2 escape sequences (v2.5.1 §2.7): ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh..\\ \\.br\\``.
+
+Unknown or malformed escape sequences (formatting commands of FT such as
+``\\H\\``, character-set switches, a lone escape character) are kept literally,
+so that unescaping never loses text.
+"""
+from __future__ import annotations
+
+from .separators import Separators
+
+
+def unescape(text: str, seps: Separators) -> str:
+    """Resolve the escape sequences in ``text`` (one field, component or subcomponent)."""
+    esc = seps.escape
+    if not esc or esc not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        start = text.find(esc, pos)
+        if start < 0:
+            out.append(text[pos:])
+            break
+        out.append(text[pos:start])
+        end = text.find(esc, start + 1)
+        if end < 0:                       # lone escape char: keep literally
+            out.append(text[start:])
+            break
+        seq = text[start + 1:end]
+        resolved = _resolve(seq, seps)
+        if resolved is None:              # unknown: keep the sequence, go on after it
+            out.append(text[start:end + 1])
+        else:
+            out.append(resolved)
+        pos = end + 1
+    return "".join(out)
+
+
+def _resolve(seq: str, seps: Separators) -> str | None:
+    simple = {"F": seps.field, "S": seps.component, "T": seps.subcomponent,
+              "R": seps.repetition, "E": seps.escape, ".br": "\n"}
+    if seps.truncation:
+        simple["P"] = seps.truncation
+    if seq in simple:
+        return simple[seq]
+    if len(seq) >= 3 and seq[0] == "X" and len(seq) % 2 == 1:
+        try:
+            raw = bytes.fromhex(seq[1:])
+        except ValueError:
+            return None
+        return raw.decode("utf-8", errors="replace") if any(b > 0x7F for b in raw) \
+            else raw.decode("ascii")
+    return None
+
+
+def escape(text: str, seps: Separators) -> str:
+    """Escape delimiters and line breaks so ``text`` can be one leaf value.
+
+    CR becomes ``\\X0D\\`` and LF ``\\.br\\`` so a value never splits a segment.
+    """
+    if not text:
+        return text
+    specials = {seps.escape: f"{seps.escape}E{seps.escape}",
+                seps.field: f"{seps.escape}F{seps.escape}",
+                seps.component: f"{seps.escape}S{seps.escape}",
+                seps.subcomponent: f"{seps.escape}T{seps.escape}",
+                seps.repetition: f"{seps.escape}R{seps.escape}",
+                "\r": f"{seps.escape}X0D{seps.escape}",
+                "\n": f"{seps.escape}.br{seps.escape}"}
+    if seps.truncation:
+        specials[seps.truncation] = f"{seps.escape}P{seps.escape}"
+    if not any(c in text for c in specials):
+        return text
+    return "".join(specials.get(c, c) for c in text)

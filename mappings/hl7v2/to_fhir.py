@@ -1,0 +1,455 @@
+"""ORU^R01 (and ORU^R30/R31) → a FHIR R4 transaction Bundle of plain dicts.
+
+One Patient (PID), and per OBR: a ServiceRequest, its Specimens (SPM, else
+OBR-7/OBR-10), one Observation per OBX and a DiagnosticReport. People named in
+OBR-16, OBR-10 and OBX-16 become Practitioner entries, one per person.
+fullUrls are ``urn:uuid:`` uuid5 of ``{control_id}/{type}/{index}``, so the same
+message always yields the same bundle. Every segment that is not mapped is
+reported as an information issue, never silently dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+
+from .. import systems
+from ..issue import Issue
+from . import datatypes as dt
+from .escape import unescape
+from .parser import Message, Segment
+from .timestamps import DEFAULT_TZ, to_fhir_date, to_fhir_datetime, to_fhir_instant
+
+NAMESPACE = uuid.UUID("6f1c2a9e-4b7d-5e3f-9a51-0c8d2b7e4f10")
+_NS_BYTES = NAMESPACE.bytes
+SUPPORTED = {("ORU", "R01"), ("ORU", "R30"), ("ORU", "R31")}
+
+OBX_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled",
+              "I": "registered", "O": "registered", "R": "preliminary", "S": "preliminary",
+              "U": "final", "D": "entered-in-error", "W": "entered-in-error", "N": "cancelled"}
+OBR_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled",
+              "I": "registered", "O": "registered", "S": "partial", "A": "partial",
+              "R": "partial"}
+ORC_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "IP": "active",
+              "SC": "active", "A": "active", "HD": "on-hold", "RP": "active"}
+GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown",
+          "N": "unknown"}
+NAME_USE = {"L": "official", "D": "usual", "N": "nickname", "M": "maiden", "S": "anonymous"}
+V3_FLAGS = {"L", "H", "LL", "HH", "N", "A", "AA", "<", ">", "LU", "HU", "U", "D", "B",
+            "W", "S", "R", "I", "MS", "VS", "POS", "NEG", "IND", "DET", "ND", "E", "EX",
+            "HX", "LX", "NS", "QCF", "TOX", "CAR", "NR", "RR", "EXP", "UNE", "IE", "OBX"}
+TEXT_TYPES = {"ST", "TX", "FT"}
+CODED_TYPES = {"CE", "CWE", "CNE", "CF", "CV"}
+DATE_TYPES = {"DT", "TS", "DTM"}
+_RANGE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*-\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\Z")
+_COMPARATOR = re.compile(r"\s*(<=|>=|<|>)\s*(.+)\Z")
+_TM = re.compile(r"(\d{2})(\d{2})(?:(\d{2})(?:\.\d{1,4})?)?\Z")
+
+
+def resource_uuid(control_id: str, resource_type: str, index: int) -> str:
+    """The deterministic fullUrl of the index-th resource of a type in a message:
+    ``uuid5(NAMESPACE, f"{control_id}/{resource_type}/{index}")``, computed inline
+    because ``uuid.uuid5`` costs a third of the mapping of a small message."""
+    digest = bytearray(hashlib.sha1(_NS_BYTES + f"{control_id}/{resource_type}/{index}"
+                                    .encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ) -> tuple[dict, list[Issue]]:
+    """Map a parsed message to a transaction Bundle.
+
+    Unsupported message types give an empty transaction Bundle and one error
+    issue ``HL7-UNSUPPORTED-MESSAGE-TYPE``. ``default_tz`` is the zone of
+    timestamps that carry no offset.
+    """
+    h = msg.header()
+    if (h["message_code"], h["trigger"]) not in SUPPORTED:
+        issue = Issue("error", "HL7-UNSUPPORTED-MESSAGE-TYPE", "MSH-9",
+                      f"message type {h['message_type']!r} is not supported (ORU^R01, ORU^R30)",
+                      f"Meldingstypen {h['message_type']!r} støttes ikke")
+        return {"resourceType": "Bundle", "type": "transaction"}, [issue]
+    return _OruMapper(msg, default_tz).run()
+
+
+class _Group:
+    """One ORDER_OBSERVATION group: ORC?, OBR, NTE*, (OBX NTE*)*, (SPM NTE* (OBX NTE*)*)*."""
+
+    def __init__(self, orc: Segment | None, obr: Segment, number: int):
+        self.orc, self.obr, self.number = orc, obr, number
+        self.notes: list[Segment] = []
+        self.collected = self.issued = ""   # OBR-7 and OBR-22 as FHIR, read once
+        self.results: list[list] = []     # [obx, notes, spm index or None, obx number]
+        self.specimens: list[list] = []   # [spm, notes, spm number]
+
+
+class _OruMapper:
+    def __init__(self, msg: Message, default_tz: str):
+        self.msg = msg
+        self.tz = default_tz
+        self.cid = msg.control_id
+        self.issues: list[Issue] = list(msg.issues)
+        self.entries: list[dict] = []
+        self.counts: dict[str, int] = {}
+        self.people: dict[tuple, dict] = {}
+        self.patient_ref: dict | None = None
+
+    # ------------------------------------------------------------ structure
+
+    def run(self) -> tuple[dict, list[Issue]]:
+        pid, groups = self._structure()
+        if pid is None:
+            self._issue("error", "HL7-PID-MISSING", "PID", "the message has no PID segment",
+                        "Meldingen mangler PID-segment")
+        else:
+            self._patient(pid)
+        if not groups:
+            self._issue("error", "HL7-OBR-MISSING", "OBR", "the message has no OBR segment",
+                        "Meldingen mangler OBR-segment")
+        for g in groups:
+            self._group(g)
+        return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}, \
+            self.issues
+
+    def _structure(self) -> tuple[Segment | None, list[_Group]]:
+        pid: Segment | None = None
+        groups: list[_Group] = []
+        orc: Segment | None = None
+        note_target: list | None = None     # where an NTE goes
+        seen: dict[str, int] = {}
+        for seg in self.msg.segments[1:]:
+            name = seg.name
+            seen[name] = n = seen.get(name, 0) + 1
+            loc = f"{name}[{n}]"
+            cur = groups[-1] if groups else None
+            if name == "PID":
+                if pid is None:
+                    pid, note_target = seg, None
+                else:
+                    self._issue("error", "HL7-PID-REPEATED", loc,
+                                "more than one patient in one message is not supported")
+            elif name == "ORC":
+                orc, note_target = seg, None
+            elif name == "OBR":
+                groups.append(_Group(orc, seg, n))
+                orc, note_target = None, groups[-1].notes
+            elif name == "OBX":
+                if cur is None:
+                    self._issue("error", "HL7-OBX-BEFORE-OBR", loc,
+                                "an OBX comes before any OBR", "OBX før OBR")
+                    note_target = None
+                    continue
+                spm = len(cur.specimens) - 1 if cur.specimens else None
+                cur.results.append([seg, [], spm, n])
+                note_target = cur.results[-1][1]
+            elif name == "SPM" and cur is not None:
+                cur.specimens.append([seg, [], n])
+                note_target = cur.specimens[-1][1]
+            elif name == "NTE" and note_target is not None:
+                note_target.append(seg)
+            else:
+                self._issue("information", "HL7-SEGMENT-NOT-MAPPED", loc,
+                            f"segment {name} is not mapped to FHIR")
+        return pid, groups
+
+    # ------------------------------------------------------------ resources
+
+    def _issue(self, severity: str, code: str, location: str, text: str, text_nb: str = ""):
+        self.issues.append(Issue(severity, code, location, text, text_nb))
+
+    def _add(self, resource: dict, if_none_exist: str = "") -> dict:
+        rtype = resource["resourceType"]
+        index = self.counts.get(rtype, 0)
+        self.counts[rtype] = index + 1
+        url = resource_uuid(self.cid, rtype, index)
+        request = {"method": "POST", "url": rtype}
+        if if_none_exist:
+            request["ifNoneExist"] = if_none_exist
+        self.entries.append({"fullUrl": url, "resource": resource, "request": request})
+        return {"reference": url}
+
+    def _person(self, seg: Segment, field: int, rep: int = 0) -> dict | None:
+        prac = dt.xcn_practitioner(seg.component_values(field, rep),
+                                   seg.subcomponents(field, rep, 9))
+        if prac is None:
+            return None
+        key = dt.practitioner_key(prac)
+        if key not in self.people:
+            ident = prac.get("identifier", [{}])[0]
+            cond = f"identifier={ident['system']}|{ident['value']}" \
+                if ident.get("system") == systems.HPR else ""
+            self.people[key] = self._add(prac, cond)
+        return dict(self.people[key])
+
+    def _datetime(self, seg: Segment, field: int, loc: str, instant: bool = False) -> str:
+        raw = seg.value(field)
+        if not raw:
+            return ""
+        value = to_fhir_instant(raw, self.tz) if instant else to_fhir_datetime(raw, self.tz)
+        if value is None:
+            self._issue("warning", "HL7-TS-INVALID", f"{loc}-{field}",
+                        f"{seg.name}-{field} is not a readable timestamp" +
+                        (" with minutes (needed for an instant)" if instant else ""))
+            return ""
+        return value
+
+    def _notes(self, ntes: list[Segment]) -> list[dict]:
+        out = []
+        for nte in ntes:
+            text = "\n".join(unescape(r, nte.seps) for r in nte.repetitions(3))
+            if text.strip():
+                out.append({"text": text})
+        return out
+
+    def _patient(self, pid: Segment) -> None:
+        p: dict = {"resourceType": "Patient"}
+        idents = []
+        for r in range(len(pid.repetitions(3))):
+            comps = pid.component_values(3, r) + [""] * 5
+            ident = dt.cx_identifier(comps[0], pid.subcomponents(3, r, 4), comps[4])
+            if ident:
+                idents.append(ident)
+        dt.put(p, "identifier", idents)
+        names = []
+        for r in range(len(pid.repetitions(5))):
+            c = pid.component_values(5, r) + [""] * 7
+            name: dict = {}
+            dt.put(name, "use", NAME_USE.get(c[6].strip().upper(), ""))
+            dt.put(name, "family", c[0])
+            dt.put(name, "given", [g for g in (c[1], c[2]) if g])
+            dt.put(name, "prefix", [c[4]] if c[4] else [])
+            dt.put(name, "suffix", [c[3]] if c[3] else [])
+            if set(name) - {"use"}:
+                names.append(name)
+        dt.put(p, "name", names)
+        raw_birth = pid.value(7)
+        if raw_birth:
+            birth = to_fhir_date(raw_birth)
+            if birth is None:
+                self._issue("warning", "HL7-TS-INVALID", "PID-7", "PID-7 birth date is not a date")
+            dt.put(p, "birthDate", birth)
+        dt.put(p, "gender", GENDER.get(pid.value(8).strip().upper(), ""))
+        national = next((i for i in idents if i["system"] in dt.NATIONAL_IDS), None)
+        cond = f"identifier={national['system']}|{national['value']}" if national else ""
+        self.patient_ref = self._add(p, cond)
+
+    def _subject(self, res: dict) -> None:
+        if self.patient_ref:
+            res["subject"] = dict(self.patient_ref)
+
+    def _group(self, g: _Group) -> None:
+        obr, loc = g.obr, f"OBR[{g.number}]"
+        g.collected = self._datetime(obr, 7, loc)
+        g.issued = self._datetime(obr, 22, loc, instant=True)
+        sr_ref = self._service_request(g)
+        specimen_refs = self._specimens(g, sr_ref)
+        results = []
+        for obx, ntes, spm, number in g.results:
+            spec = specimen_refs[spm] if spm is not None else \
+                (specimen_refs[0] if specimen_refs else None)
+            results.append(self._observation(g, obx, ntes, number, sr_ref, spec))
+        dr: dict = {"resourceType": "DiagnosticReport"}
+        dr["basedOn"] = [dict(sr_ref)]
+        dr["status"] = OBR_STATUS.get(obr.value(25).strip().upper(), "unknown")
+        dr["category"] = [{"coding": [{"system": dt.V2_0074,
+                                       "code": dt.clean_code(obr.value(24)) or "LAB"}]}]
+        dr["code"] = self._code(obr, 4, f"OBR[{g.number}]-4")
+        self._subject(dr)
+        dt.put(dr, "effectiveDateTime", g.collected)
+        dt.put(dr, "issued", g.issued)
+        dt.put(dr, "specimen", [dict(r) for r in specimen_refs])
+        dt.put(dr, "result", results)
+        self._add(dr)
+
+    def _code(self, seg: Segment, field: int, loc: str) -> dict:
+        cc = dt.codeable(seg.component_values(field))
+        if cc is None:
+            self._issue("warning", f"HL7-{seg.name}-{field}-MISSING", loc,
+                        f"{seg.name}-{field} (what was examined) is empty")
+            cc = {"text": "unknown"}
+        return cc
+
+    def _service_request(self, g: _Group) -> dict:
+        obr, orc = g.obr, g.orc
+        sr: dict = {"resourceType": "ServiceRequest"}
+        idents = []
+        for field, kind, code in ((2, "placer", "PLAC"), (3, "filler", "FILL")):
+            parts = obr.component_values(field)
+            if not (parts and parts[0].strip()) and orc is not None:
+                parts = orc.component_values(field)
+            ident = dt.ei_identifier(parts, kind)
+            if ident:
+                idents.append({"type": {"coding": [{"system": systems.V2_0203, "code": code}]},
+                               **ident})
+        dt.put(sr, "identifier", idents)
+        status = ORC_STATUS.get(orc.value(5).strip().upper(), "") if orc is not None else ""
+        sr["status"] = status or "unknown"
+        sr["intent"] = "order"
+        dt.put(sr, "code", dt.codeable(obr.component_values(4)))
+        self._subject(sr)
+        requester = self._person(obr, 16)
+        if requester is None and orc is not None:
+            requester = self._person(orc, 12)
+        dt.put(sr, "requester", requester)
+        dt.put(sr, "note", self._notes(g.notes))
+        return self._add(sr)
+
+    def _specimens(self, g: _Group, sr_ref: dict) -> list[dict]:
+        obr = g.obr
+        collected = g.collected
+        collector = self._person(obr, 10)
+        refs = []
+        if not g.specimens:
+            if not collected and collector is None:
+                return []
+            return [self._specimen(None, [], sr_ref, collected, collector, "")]
+        for spm, ntes, number in g.specimens:
+            refs.append(self._specimen(spm, ntes, sr_ref, collected, collector,
+                                       f"SPM[{number}]"))
+        return refs
+
+    def _specimen(self, spm: Segment | None, ntes: list[Segment], sr_ref: dict,
+                  collected: str, collector: dict | None, loc: str) -> dict:
+        sp: dict = {"resourceType": "Specimen"}
+        if spm is not None:
+            ident = dt.ei_identifier(spm.subcomponents(2, 0, 1), "specimen")
+            dt.put(sp, "identifier", [ident] if ident else [])
+            dt.put(sp, "accessionIdentifier",
+                   dt.ei_identifier(spm.subcomponents(2, 0, 2), "accession"))
+            dt.put(sp, "type", dt.codeable(spm.component_values(4)))
+            collected = self._datetime(spm, 17, loc) or collected
+            dt.put(sp, "receivedTime", self._datetime(spm, 18, loc))
+        self._subject(sp)
+        dt.put(sp, "request", [dict(sr_ref)])
+        coll: dict = {}
+        dt.put(coll, "collector", collector)
+        dt.put(coll, "collectedDateTime", collected)
+        dt.put(sp, "collection", coll)
+        dt.put(sp, "note", self._notes(ntes))
+        return self._add(sp)
+
+    def _observation(self, g: _Group, obx: Segment, ntes: list[Segment], number: int,
+                     sr_ref: dict, spec: dict | None) -> dict:
+        loc = f"OBX[{number}]"
+        ob: dict = {"resourceType": "Observation"}
+        ob["basedOn"] = [dict(sr_ref)]
+        ob["status"] = OBX_STATUS.get(obx.value(11).strip().upper(), "unknown")
+        ob["category"] = [{"coding": [{"system": systems.OBS_CATEGORY, "code": "laboratory"}]}]
+        ob["code"] = self._code(obx, 3, f"{loc}-3")
+        self._subject(ob)
+        dt.put(ob, "effectiveDateTime", self._datetime(obx, 14, loc) or g.collected)
+        dt.put(ob, "issued", self._datetime(obx, 19, loc, instant=True) or g.issued)
+        performers = [p for r in range(len(obx.repetitions(16))) if (p := self._person(obx, 16, r))]
+        dt.put(ob, "performer", performers)
+        unit = self._unit(obx)
+        self._value(ob, obx, unit, loc)
+        flags = [f for r in range(len(obx.repetitions(8))) if (f := dt.clean_code(obx.value(8, r)))]
+        dt.put(ob, "interpretation", [
+            {"coding": [{"system": systems.V3_INTERPRETATION if f in V3_FLAGS else dt.V2_0078,
+                         "code": f}]} for f in flags])
+        dt.put(ob, "note", self._notes(ntes))
+        dt.put(ob, "method", dt.codeable(obx.component_values(17)))
+        device = dt.ei_identifier(obx.component_values(18), "device")
+        dt.put(ob, "device", {"identifier": device} if device else None)
+        dt.put(ob, "specimen", dict(spec) if spec else None)
+        rng = self._range(obx.value(7), unit)
+        dt.put(ob, "referenceRange", [rng] if rng else [])
+        return self._add(ob)
+
+    # ------------------------------------------------------------ values
+
+    @staticmethod
+    def _unit(obx: Segment) -> dict:
+        c = obx.component_values(6) + ["", "", ""]
+        code, text, system_name = dt.clean_code(c[0]), c[1] or c[0], c[2].strip()
+        unit: dict = {}
+        dt.put(unit, "unit", text)
+        if code:
+            unit["system"] = systems.UCUM if system_name in ("", "UCUM") \
+                else dt.code_system(system_name)
+            unit["code"] = code
+        return unit
+
+    @staticmethod
+    def _quantity(value, unit: dict, comparator: str = "") -> dict:
+        q: dict = {"value": value}
+        dt.put(q, "comparator", comparator)
+        q.update(unit)
+        return q
+
+    def _value(self, ob: dict, obx: Segment, unit: dict, loc: str) -> None:
+        vtype = obx.value(2).strip().upper()
+        reps = obx.repetitions(5)
+        if not reps or not any(reps):
+            return
+        if vtype in TEXT_TYPES:
+            text = "\n".join(unescape(r, obx.seps) for r in reps)
+            dt.put(ob, "valueString", text if text.strip() else "")
+            return
+        first = reps[0]
+        if vtype == "NM":
+            text = unescape(first, obx.seps)
+            m = _COMPARATOR.match(text)
+            num = dt.number(m.group(2) if m else text)
+            if num is not None:
+                ob["valueQuantity"] = self._quantity(num, unit, m.group(1) if m else "")
+                return
+            self._issue("warning", "HL7-OBX-NM-NOT-NUMERIC", f"{loc}-5",
+                        "OBX-5 of type NM is not a number; kept as text")
+        elif vtype == "SN":
+            if self._structured_numeric(ob, obx.component_values(5), unit):
+                return
+            self._issue("warning", "HL7-OBX-SN-UNREADABLE", f"{loc}-5",
+                        "OBX-5 of type SN could not be read as a number, range or ratio; "
+                        "kept as text")
+        elif vtype in CODED_TYPES:
+            dt.put(ob, "valueCodeableConcept", dt.codeable(obx.component_values(5)))
+            return
+        elif vtype in DATE_TYPES:
+            value = to_fhir_datetime(obx.value(5), self.tz)
+            if value:
+                ob["valueDateTime"] = value
+                return
+            self._issue("warning", "HL7-TS-INVALID", f"{loc}-5",
+                        f"OBX-5 of type {vtype} is not a readable timestamp; kept as text")
+        elif vtype == "TM":
+            m = _TM.match(obx.value(5).strip())
+            if m and int(m.group(1)) < 24 and int(m.group(2)) < 60:
+                ob["valueTime"] = f"{m.group(1)}:{m.group(2)}:{m.group(3) or '00'}"
+                return
+        else:
+            self._issue("information", "HL7-OBX-VALUE-AS-TEXT", f"{loc}-2",
+                        f"OBX-5 of type {vtype or '(none)'} is kept as text")
+        text = unescape(first, obx.seps)
+        dt.put(ob, "valueString", text if text.strip() else "")
+
+    def _structured_numeric(self, ob: dict, comps: list[str], unit: dict) -> bool:
+        comps = comps + ["", "", "", ""]
+        cmp_, n1, sep, n2 = comps[0].strip(), dt.number(comps[1]), comps[2].strip(), \
+            dt.number(comps[3])
+        if n1 is None:
+            return False
+        if sep == "-" and n2 is not None and cmp_ in ("", "="):
+            ob["valueRange"] = {"low": self._quantity(n1, unit),
+                                "high": self._quantity(n2, unit)}
+            return True
+        if sep in (":", "/") and n2 is not None and cmp_ in ("", "="):
+            ob["valueRatio"] = {"numerator": self._quantity(n1, unit),
+                                "denominator": {"value": n2}}
+            return True
+        if not sep and not comps[3].strip() and cmp_ in ("", "=", "<", ">", "<=", ">="):
+            ob["valueQuantity"] = self._quantity(n1, unit, cmp_ if cmp_ != "=" else "")
+            return True
+        return False
+
+    def _range(self, text: str, unit: dict) -> dict | None:
+        if not text.strip():
+            return None
+        m = _RANGE.match(text)
+        if m:
+            low, high = dt.number(m.group(1)), dt.number(m.group(2))
+            if low is not None and high is not None:
+                return {"low": self._quantity(low, unit), "high": self._quantity(high, unit)}
+        return {"text": text}
