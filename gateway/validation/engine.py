@@ -1,0 +1,37 @@
+"""Run every registered rule over a bundle and collect the verdict."""
+from __future__ import annotations
+
+from mappings.issue import Issue
+
+from .bundle_view import BundleView
+from .context import RuleContext
+from .registry import ACTIONS, RULES
+
+
+def validate(bundle: dict, ctx: RuleContext) -> list[Issue]:
+    """All issues the rules find in ``bundle``, in rule order.
+
+    Applies the per-source settings: ``reject`` makes a rule's issues errors,
+    ``warn`` warnings, ``off`` skips the rule. Rules needing a lookup that
+    ``ctx`` lacks are skipped. Some rules change the bundle in place (unit
+    conversion, critical-value flags); see docs/rules.md.
+    """
+    ctx._view = BundleView(bundle, ctx.tables)
+    settings = ctx.settings
+    issues: list[Issue] = []
+    try:
+        for code, r in RULES.items():
+            action = settings.get(code) if settings else None
+            if action == "off":
+                continue
+            if r.needs and any(getattr(ctx, n) is None for n in r.needs):
+                continue
+            severity = ACTIONS.get(action) if action else None
+            for issue in r.func(bundle, ctx):
+                if severity is not None and issue.severity != severity:
+                    issue = Issue(severity, issue.code, issue.location,
+                                  issue.text, issue.text_nb)
+                issues.append(issue)
+    finally:
+        ctx._view = None
+    return issues
