@@ -1,7 +1,7 @@
 """The gateway's HTTP surface (aiohttp): health, metrics, FHIR metadata, pull.
 
 Every /fhir request except /fhir/metadata carries a bearer token; the
-system it belongs to is attached to the request (``request["system"]``)
+system it belongs to is attached to the request (``request[SYSTEM]``)
 and each handler checks what that system may see. Errors under /fhir are
 FHIR OperationOutcomes.
 """
@@ -19,6 +19,7 @@ from .metrics import Metrics
 
 log = log_setup.get("labgate.http")
 FHIR_JSON = "application/fhir+json"
+SYSTEM = web.RequestKey("system", str)
 MAX_PAGE = 500
 
 _PULL = """
@@ -71,7 +72,7 @@ class HttpApi:
         if system is None:
             log.info("http.auth_refused", path=path, peer=request.remote)
             return outcome(401, "AUTH-INVALID", "The token is unknown or revoked", issue_type="login")
-        request["system"] = system
+        request[SYSTEM] = system
         return await handler(request)
 
     async def healthz(self, _request):
@@ -102,7 +103,7 @@ class HttpApi:
             return None, outcome(400, "SEARCH-DESTINATION-REQUIRED",
                                  "The destination search parameter is required", issue_type="required")
         dest = next((d for d in self._config.destinations if d.name == name and d.type == "pull"), None)
-        if dest is None or dest.system != request["system"]:
+        if dest is None or dest.system != request[SYSTEM]:
             # Same answer for "no such destination" and "not yours": no probing.
             return None, outcome(403, "FORBIDDEN", "This system may not read that destination",
                                  issue_type="forbidden")
@@ -132,7 +133,7 @@ class HttpApi:
         if len(rows) == count:
             body["link"].append({"relation": "next", "url": (
                 f"{base}?destination={dest.name}&_count={count}&_after={rows[-1]['id']}")})
-        log.info("http.pull", destination=dest.name, system=request["system"], returned=len(rows))
+        log.info("http.pull", destination=dest.name, system=request[SYSTEM], returned=len(rows))
         return _fhir(body)
 
     async def taken(self, request: web.Request):
@@ -156,5 +157,5 @@ class HttpApi:
             await conn.execute(
                 "UPDATE outbox SET state = 'taken', done_at = now() WHERE id = $1 AND state = 'held'",
                 outbox_id)
-        log.info("http.taken", destination=dest.name, system=request["system"], outbox_id=outbox_id)
+        log.info("http.taken", destination=dest.name, system=request[SYSTEM], outbox_id=outbox_id)
         return outcome(200, "TAKEN", "Marked taken", severity="information", issue_type="informational")
