@@ -23,6 +23,7 @@ from .metrics import Metrics
 from .pipeline import Hl7Pipeline
 from .routing import Router
 from .store import MessageWriter, StoreUnavailable, create_pool
+from .validator import Validator, load_rule_tables
 
 log = log_setup.get("labgate.app")
 
@@ -50,6 +51,7 @@ class Gateway:
         return self._db_url
 
     async def start(self) -> None:
+        self.validator = Validator(self.config, load_rule_tables(self.config))
         if not self._db_url:
             self._embedded = EmbeddedPostgres(self._home / "pgdata")
             self._db_url = await asyncio.to_thread(self._embedded.start)
@@ -63,7 +65,8 @@ class Gateway:
         self._writer = MessageWriter(self.pool, writers=db.writers, max_batch=db.group_commit_max)
         pipeline = Hl7Pipeline(writer=self._writer, router=Router(self.config), metrics=self.metrics,
                                gateway_name=self.config.gateway.name,
-                               facility=self.config.gateway.facility)
+                               facility=self.config.gateway.facility,
+                               validate=self.validator)
         for lst in self.config.listeners:
             await self._start_listener(lst, pipeline)
         self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._db_url)

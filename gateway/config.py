@@ -48,6 +48,22 @@ class System(_Strict):
     name: Name
     roles: list[Literal["ehr", "instrument", "lis", "admin", "auditor"]] = Field(min_length=1)
     description: str = ""
+    rules: dict[str, Literal["reject", "warn", "off"]] = Field(
+        default_factory=dict, description="per-rule action for messages from this system")
+
+    @model_validator(mode="after")
+    def _check_rules(self):
+        from gateway.validation import check_settings
+        problems = check_settings(self.rules)
+        if problems:
+            raise ValueError("rules: " + "; ".join(problems))
+        return self
+
+
+class ValidationSection(_Strict):
+    tables_dir: str | None = Field(None, description="directory of rule tables; default: the shipped ones")
+    clock_skew_minutes: float = Field(5.0, ge=0, le=1440)
+    allow_synthetic_ids: bool = Field(False, description="accept Tenor test person numbers (month + 80)")
 
 
 class Listener(_Strict):
@@ -103,6 +119,7 @@ class Config(_Strict):
     gateway: GatewaySection = GatewaySection()
     http: HttpSection = HttpSection()
     database: DatabaseSection = DatabaseSection()
+    validation: ValidationSection = ValidationSection()
     systems: list[System] = Field(min_length=1)
     listeners: list[Listener] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)

@@ -26,7 +26,7 @@ def _start(config_path, db_url, log_path):
 
 async def test_sigkill_after_ack_loses_nothing_and_delivers_once(db_url, tmp_path):
     mllp_port, dest_port = free_port(), free_port()
-    cfg = base_config(dest_port=dest_port, max_attempts=10_000, pull=False)
+    cfg = base_config(dest_port=dest_port, max_attempts=1000, pull=False)
     cfg["listeners"][0]["port"] = mllp_port
     cfg["destinations"][0]["ack_timeout_s"] = 2.0
     config_path = tmp_path / "gw.toml"
