@@ -27,6 +27,10 @@ from .validator import Validator, load_rule_tables
 
 log = log_setup.get("labgate.app")
 
+# Modules that add HTTP routes: each has ``setup(app: web.Application, gw: Gateway)``.
+# Feature modules append themselves here (one line each).
+ROUTE_MODULES: list[str] = []
+
 
 def database_url(config: Config) -> str | None:
     return os.environ.get("LABGATE_DATABASE_URL") or config.database.url
@@ -109,8 +113,12 @@ class Gateway:
         self.listeners[lst.name] = server
 
     async def _start_http(self) -> None:
+        import importlib
         api = HttpApi(pool=self.pool, config=self.config, metrics=self.metrics,
                       readiness=self.readiness)
+        self.http_api = api
+        for name in ROUTE_MODULES:
+            importlib.import_module(name).setup(api.app, self)
         self._runner = web.AppRunner(api.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)

@@ -1,7 +1,7 @@
 """The gateway's HTTP surface (aiohttp): health, metrics, FHIR metadata, pull.
 
 Every /fhir request except /fhir/metadata carries a bearer token; the
-system it belongs to is attached to the request (``request[SYSTEM]``)
+caller becomes a ``Principal`` on the request (``request[PRINCIPAL]``, gateway/authz.py)
 and each handler checks what that system may see. Errors under /fhir are
 FHIR OperationOutcomes.
 """
@@ -11,15 +11,15 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from . import audit, tokens
 from . import logging as log_setup
-from . import tokens
+from .authz import PRINCIPAL, Forbidden, Principal, require
 from .capability import capability_statement
 from .config import Config
 from .metrics import Metrics
 
 log = log_setup.get("labgate.http")
 FHIR_JSON = "application/fhir+json"
-SYSTEM = web.RequestKey("system", str)
 MAX_PAGE = 500
 
 _PULL = """
@@ -42,13 +42,30 @@ def _fhir(body: dict, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type=FHIR_JSON)
 
 
+def patient_ids(bundle: dict) -> list[str]:
+    """Person identifiers of the Patient resources in a bundle (for the audit trail)."""
+    out = []
+    for e in bundle.get("entry", []):
+        res = e.get("resource", {})
+        if res.get("resourceType") == "Patient":
+            out += [i.get("value") for i in res.get("identifier", []) if i.get("value")]
+    return out
+
+
+def _is_protected(path: str) -> bool:
+    return (path.startswith("/fhir/") and path != "/fhir/metadata") or path.startswith("/api/")
+
+
 class HttpApi:
+    """Core routes; other modules add theirs with ``setup(app, gateway)``."""
+
     def __init__(self, *, pool: asyncpg.Pool, config: Config, metrics: Metrics, readiness):
         self._pool = pool
         self._config = config
         self._metrics = metrics
         self._ready = readiness   # callable -> (bool, detail dict)
-        self.app = web.Application(middlewares=[self._auth],
+        self._roles = {s.name: frozenset(s.roles) for s in config.systems}
+        self.app = web.Application(middlewares=[self._errors, self._auth],
                                    client_max_size=config.http.max_body_bytes)
         self.app.add_routes([
             web.get("/healthz", self.healthz),
@@ -60,20 +77,38 @@ class HttpApi:
         ])
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler):
-        path = request.path
-        if not path.startswith("/fhir/") or path == "/fhir/metadata":
+    async def _errors(self, request: web.Request, handler):
+        try:
             return await handler(request)
+        except Forbidden as e:
+            who = request.get(PRINCIPAL)
+            log.info("http.forbidden", path=request.path, who=who.name if who else None)
+            if request.path.startswith("/fhir"):
+                return outcome(403, "FORBIDDEN", e.reason, issue_type="forbidden")
+            return web.json_response({"error": "forbidden", "detail": e.reason}, status=403)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        who = await self._authenticate(request)
+        if who is not None:
+            request[PRINCIPAL] = who
+        elif _is_protected(request.path):
+            if request.headers.get("Authorization", "").startswith("Bearer "):
+                log.info("http.auth_refused", path=request.path, peer=request.remote)
+                return outcome(401, "AUTH-INVALID", "The token is unknown or revoked", issue_type="login")
+            return outcome(401, "AUTH-MISSING", "A bearer token is required", issue_type="login")
+        return await handler(request)
+
+    async def _authenticate(self, request: web.Request) -> Principal | None:
+        """The caller: a system by bearer token (console sessions add users here)."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
-            return outcome(401, "AUTH-MISSING", "A bearer token is required", issue_type="login")
+            return None
         async with self._pool.acquire() as conn:
             system = await tokens.system_for(conn, auth[7:].strip())
-        if system is None:
-            log.info("http.auth_refused", path=path, peer=request.remote)
-            return outcome(401, "AUTH-INVALID", "The token is unknown or revoked", issue_type="login")
-        request[SYSTEM] = system
-        return await handler(request)
+        if system is None or system not in self._roles:
+            return None
+        return Principal("system", system, self._roles[system])
 
     async def healthz(self, _request):
         return web.json_response({"status": "ok"})
@@ -103,13 +138,14 @@ class HttpApi:
             return None, outcome(400, "SEARCH-DESTINATION-REQUIRED",
                                  "The destination search parameter is required", issue_type="required")
         dest = next((d for d in self._config.destinations if d.name == name and d.type == "pull"), None)
-        if dest is None or dest.system != request[SYSTEM]:
+        if dest is None or dest.system != request[PRINCIPAL].name:
             # Same answer for "no such destination" and "not yours": no probing.
             return None, outcome(403, "FORBIDDEN", "This system may not read that destination",
                                  issue_type="forbidden")
         return dest, None
 
     async def pull(self, request: web.Request):
+        who = require(request, "results.pull")
         dest, err = self._pull_destination(request, request.query.get("destination"))
         if err:
             return err
@@ -123,20 +159,25 @@ class HttpApi:
             rows = await conn.fetch(_PULL, dest.name, after, count)
         base = f"{request.scheme}://{request.host}/fhir/Bundle"
         entries = []
-        for r in rows:
-            res = orjson.loads(r["bundle"])
-            res["id"] = str(r["id"])
-            entries.append({"fullUrl": f"{base}/{r['id']}", "resource": res,
-                            "search": {"mode": "match"}})
+        async with self._pool.acquire() as conn, conn.transaction():
+            for r in rows:
+                res = orjson.loads(r["bundle"])
+                res["id"] = str(r["id"])
+                entries.append({"fullUrl": f"{base}/{r['id']}", "resource": res,
+                                "search": {"mode": "match"}})
+                for pid in patient_ids(res) or [None]:
+                    await audit.record(conn, who=who, action="results.pull", resource_type="Bundle",
+                                       resource_id=str(r["id"]), patient=pid, peer=request.remote)
         body = {"resourceType": "Bundle", "type": "searchset", "entry": entries,
                 "link": [{"relation": "self", "url": str(request.url)}]}
         if len(rows) == count:
             body["link"].append({"relation": "next", "url": (
                 f"{base}?destination={dest.name}&_count={count}&_after={rows[-1]['id']}")})
-        log.info("http.pull", destination=dest.name, system=request[SYSTEM], returned=len(rows))
+        log.info("http.pull", destination=dest.name, system=who.name, returned=len(rows))
         return _fhir(body)
 
     async def taken(self, request: web.Request):
+        who = require(request, "results.pull")
         try:
             outbox_id = int(request.match_info["id"])
         except ValueError:
@@ -154,8 +195,11 @@ class HttpApi:
             if row["state"] == "taken":
                 return outcome(200, "ALREADY-TAKEN", "Already marked taken", severity="information",
                                issue_type="informational")
-            await conn.execute(
-                "UPDATE outbox SET state = 'taken', done_at = now() WHERE id = $1 AND state = 'held'",
-                outbox_id)
-        log.info("http.taken", destination=dest.name, system=request[SYSTEM], outbox_id=outbox_id)
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE outbox SET state = 'taken', done_at = now() WHERE id = $1 AND state = 'held'",
+                    outbox_id)
+                await audit.record(conn, who=who, action="results.taken", resource_type="Bundle",
+                                   resource_id=str(outbox_id), peer=request.remote)
+        log.info("http.taken", destination=dest.name, system=who.name, outbox_id=outbox_id)
         return outcome(200, "TAKEN", "Marked taken", severity="information", issue_type="informational")

@@ -239,3 +239,21 @@ async def test_migrations_are_idempotent(db_url):
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_pull_is_audited_with_patient_and_audit_is_append_only(gateway_factory):
+    gw = await gateway_factory(base_config())
+    await _send(gw, [oru_r01("AUD-1")])
+    token = await _token(gw, "ehr")
+    lis = await _token(gw, "lis")
+    url = f"http://127.0.0.1:{gw.http_port}/fhir/Bundle?destination=ehr-pull"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, headers={"Authorization": f"Bearer {lis}"}) as r:
+            assert r.status == 403          # a LIS may pull, but not the EHR's destination
+        async with s.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 200
+    row = await gw.pool.fetchrow("SELECT * FROM audit_log WHERE action = 'results.pull'")
+    assert row["actor"] == "ehr" and row["patient"] == "13116900216" and row["outcome"] == "success"
+    for sql in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await gw.pool.execute(sql)
