@@ -30,6 +30,9 @@ log = log_setup.get("labgate.app")
 # Modules that add HTTP routes: each has ``setup(app: web.Application, gw: Gateway)``.
 # Feature modules append themselves here (one line each).
 ROUTE_MODULES: list[str] = []
+ROUTE_MODULES.append("gateway.console")   # /console pages and /api/admin (docs/console.md)
+ROUTE_MODULES.append("gateway.fhir.routes")  # [fhir] orders, specimens, results
+ROUTE_MODULES.append("gateway.security.audit_api")  # [security] GET /fhir/AuditEvent (auditor)
 
 
 def database_url(config: Config) -> str | None:
@@ -66,12 +69,23 @@ class Gateway:
             applied = await migrate.apply(conn)
         if applied:
             log.info("db.migrated", applied=applied)
+        # Delta / duplicate-order history into memory before the first message.
+        log.info("validation.history_loaded", rows=await self.validator.prefetch(self.pool))
         self._writer = MessageWriter(self.pool, writers=db.writers, max_batch=db.group_commit_max)
         pipeline = Hl7Pipeline(writer=self._writer, router=Router(self.config), metrics=self.metrics,
                                gateway_name=self.config.gateway.name,
                                facility=self.config.gateway.facility,
-                               validate=self.validator)
+                               validate=self.validator,
+                               systems={s.name: s for s in self.config.systems})   # [hl7v2] ACK modes
+        self.pipeline = pipeline   # the console replays stored messages through it
+        from .instruments.service import start_instruments   # [instruments] docs/instruments.md
+        self.instruments = await start_instruments(config=self.config, pool=self.pool,
+                                                   writer=self._writer, metrics=self.metrics,
+                                                   validator=self.validator)
         for lst in self.config.listeners:
+            if lst.protocol != "mllp":   # astm / poct1a
+                self.listeners[lst.name] = await self.instruments.start_listener(lst)
+                continue
             await self._start_listener(lst, pipeline)
         self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._db_url)
         await self._delivery.start()
@@ -80,17 +94,25 @@ class Gateway:
                  listeners={n: s.port for n, s in self.listeners.items()})
 
     async def _start_listener(self, lst: Listener, pipeline: Hl7Pipeline) -> None:
+        from .mllp_tls import CertificateSystems, listener_context   # [hl7v2] MLLP over TLS
         networks = [ipaddress.ip_network(a, strict=False) for a in lst.allow]
+        cert_systems = CertificateSystems(lst.tls)
 
         def authorize(peer: Peer) -> str | None:
             try:
                 addr = ipaddress.ip_address(peer.host)
             except ValueError:
                 return None
-            if any(addr in net for net in networks if net.version == addr.version):
+            if not any(addr in net for net in networks if net.version == addr.version):
+                log.warning("listener.peer_refused", listener=lst.name, peer=peer.host)
+                return None
+            if not cert_systems:
                 return lst.system
-            log.warning("listener.peer_refused", listener=lst.name, peer=peer.host)
-            return None
+            system = cert_systems.system_for(peer.tls_subject, peer.cert)  # [hl7v2] mTLS
+            if system is None:
+                log.warning("listener.certificate_refused", listener=lst.name, peer=peer.host,
+                            tls_subject=peer.tls_subject)
+            return system
 
         async def handle(message: bytes, peer: Peer) -> bytes:
             try:
@@ -108,7 +130,9 @@ class Gateway:
 
         server = MllpServer(handle, name=lst.name, max_message_bytes=lst.max_message_bytes,
                             idle_timeout=lst.idle_timeout_s, max_connections=lst.max_connections,
-                            authorize=authorize, on_oversize=on_oversize, logger=log)
+                            max_connections_per_peer=lst.max_connections_per_peer,
+                            authorize=authorize, on_oversize=on_oversize, logger=log,
+                            ssl=listener_context(lst.tls, f"listeners.{lst.name}") if lst.tls else None)
         await server.start(lst.host, lst.port)
         self.listeners[lst.name] = server
 
@@ -121,7 +145,12 @@ class Gateway:
             importlib.import_module(name).setup(api.app, self)
         self._runner = web.AppRunner(api.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        ssl_context = None
+        if self.config.http.tls:   # TLS 1.2+, client certificates (docs/security.md)
+            from .security.tls import server_context
+            ssl_context = server_context(self.config.http.tls)
+        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port,
+                           ssl_context=ssl_context)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
 

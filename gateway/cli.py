@@ -1,4 +1,4 @@
-"""The ``labgate`` command: serve, demo, send, token."""
+"""The ``labgate`` command: serve, demo, send, token, simulate."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("id", type=int)
     tsub.add_parser("list")
     t.set_defaults(func=_token)
+    from .instruments.simulate_cli import add_parser as add_simulate   # [instruments]
+    add_simulate(sub)
     return p
 
 
@@ -65,7 +67,11 @@ def _load_or_exit(path) :
 def _serve(args) -> int:
     config = _load_or_exit(args.config)
     log_setup.configure(args.log_level)
-    asyncio.run(_run_until_signal(config))
+    try:
+        asyncio.run(_run_until_signal(config))
+    except ConfigError as e:   # found at start-up, e.g. a bad rule table (file:line: reason)
+        print(f"labgate: configuration error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -107,7 +113,12 @@ async def _demo_banner(gw) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(creds, f, indent=2)
     http = f"http://{gw.config.http.host}:{gw.http_port}"
-    mllp = {n: f"{gw.config.listeners[i].host}:{s.port}" for i, (n, s) in enumerate(gw.listeners.items())}
+    mllp = {lst.name: f"{lst.host}:{gw.listeners[lst.name].port}" for lst in gw.config.listeners
+            if lst.protocol == "mllp"}
+    instruments = "".join(   # [instruments] ASTM / POCT1-A listeners
+        f"\n  .venv/bin/labgate simulate {lst.protocol} --to {lst.host}:{gw.listeners[lst.name].port}"
+        + (" --qc-first" if lst.protocol == "poct1a" else "")
+        for lst in gw.config.listeners if lst.protocol != "mllp")
     ehr_pull = next(d for d in gw.config.destinations if d.type == "pull")
     print(f"""
 labgate demo is running (Ctrl-C stops it).
@@ -120,7 +131,8 @@ Send an example lab result (CRP + Hb from a POC data manager):
   .venv/bin/labgate send {DEMO_MESSAGE.relative_to(REPO_ROOT)} --to {next(iter(mllp.values()))}
 Then fetch it as the demo EHR would:
   curl -s -H "Authorization: Bearer {creds[ehr_pull.system]}" '{http}/fhir/Bundle?destination={ehr_pull.name}'
-""", flush=True)
+""" + (f"Simulate point-of-care instruments (docs/instruments.md):{instruments}\n" if instruments else ""),
+          flush=True)
 
 
 def _send(args) -> int:

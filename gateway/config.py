@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .instruments.settings import Instrument, InstrumentSettings, Operator, QcTarget
+
 ROLES = ("ehr", "instrument", "lis", "admin", "auditor")
 Name = str  # lower-case identifiers, checked by _check_name
 
@@ -30,10 +32,42 @@ class GatewaySection(_Strict):
     facility: str = Field("", description="MSH-4 of the acknowledgements the gateway sends")
 
 
+class HttpClientCert(_Strict):
+    """One client certificate (mTLS) bound to a system, by subject or fingerprint."""
+    system: Name
+    subject: str | None = Field(None, description='RFC 4514 subject, e.g. "CN=ehr-1,O=Kommune,C=NO"')
+    fingerprint_sha256: str | None = Field(None, description="hex SHA-256 of the DER certificate")
+
+    @model_validator(mode="after")
+    def _check_match(self):
+        if not self.subject and not self.fingerprint_sha256:
+            raise ValueError("a client certificate needs subject or fingerprint_sha256")
+        return self
+
+
+class HttpTls(_Strict):
+    """HTTPS (TLS 1.2+) and client certificates; see docs/security.md."""
+    cert_file: str = Field(description="server certificate chain (PEM)")
+    key_file: str = Field(description="server private key (PEM); must not be readable by group/others")
+    client_ca_file: str | None = Field(None, description="CA bundle that signs client certificates")
+    client_cert: Literal["none", "optional", "required"] = Field(
+        "optional", description="ask for a client certificate; 'required' refuses connections without one")
+    clients: list[HttpClientCert] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_ca(self):
+        if self.client_cert != "none" and not self.client_ca_file:
+            raise ValueError("client_ca_file is needed unless client_cert = 'none'")
+        return self
+
+
 class HttpSection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(64, ge=2, le=512, description="deepest JSON nesting accepted")
+    requests_per_minute: int = Field(600, ge=0, description="per token (or client cert, or peer); 0 = no limit")
+    tls: HttpTls | None = None
 
 
 class DatabaseSection(_Strict):
@@ -50,6 +84,11 @@ class System(_Strict):
     description: str = ""
     rules: dict[str, Literal["reject", "warn", "off"]] = Field(
         default_factory=dict, description="per-rule action for messages from this system")
+    ack_mode: Literal["original", "enhanced"] = Field(
+        "original", description="HL7 v2: 'enhanced' honours MSH-15/16 (commit ACK on the connection, "
+                                "application ACK via ack_destination); 'original' always answers AA/AE/AR")
+    ack_destination: Name | None = Field(
+        None, description="mllp destination that takes this system's application ACKs (enhanced mode)")
 
     @model_validator(mode="after")
     def _check_rules(self):
@@ -64,11 +103,84 @@ class ValidationSection(_Strict):
     tables_dir: str | None = Field(None, description="directory of rule tables; default: the shipped ones")
     clock_skew_minutes: float = Field(5.0, ge=0, le=1440)
     allow_synthetic_ids: bool = Field(False, description="accept Tenor test person numbers (month + 80)")
+    operator_authorisation: Literal["reject", "flag"] = Field(
+        "reject", description="OPERATOR-NOT-CERTIFIED default: reject the result, or accept and flag it "
+                              "(a system's own rules setting wins)")
+    duplicate_order_window_hours: float = Field(
+        24.0, gt=0, le=24 * 365, description="ORDER-DUPLICATE: same analysis, same patient within this")
+    history_max_keys: int = Field(
+        200_000, ge=100, description="(patient, analysis) pairs kept in memory for delta/duplicate checks")
+
+
+class ConsoleSection(_Strict):
+    """Console user sessions and login lockout (docs/console.md)."""
+    session_minutes: float = Field(480.0, gt=0, le=7 * 24 * 60, description="session lifetime")
+    lockout_attempts: int = Field(5, ge=1, le=100, description="failed logins in a row before lockout")
+    lockout_minutes: float = Field(15.0, gt=0, description="how long a locked account stays locked")
+    secure_cookie: bool = Field(True, description="mark the session cookie Secure (HTTPS or localhost)")
+
+
+class RetentionSection(_Strict):
+    """Pruning of message content (raw, bundle); metadata and audit are kept."""
+    content_days: float | None = Field(None, gt=0, description="prune content older than this; unset = keep")
+    batch: int = Field(500, ge=1, le=100_000, description="rows per pruning transaction")
+    interval_s: float = Field(300.0, gt=0)
+
+
+class AlertsSection(_Strict):
+    """Operational alerts: a log event always, and a webhook POST when configured."""
+    webhook_url: str | None = None
+    oldest_waiting_minutes: float = Field(30.0, gt=0)
+    critical_unacknowledged_minutes: float = Field(30.0, gt=0)
+    interval_s: float = Field(60.0, gt=0)
+
+
+class MllpClientCert(_Strict):
+    """A client certificate (mTLS) on an MLLP listener bound to a source system."""
+    system: Name
+    subject: str | None = Field(None, description='RFC 4514 subject, e.g. "CN=lis-1,O=Lab,C=NO"')
+    cn: str | None = Field(None, description="the subject's common name alone")
+
+    @model_validator(mode="after")
+    def _check_match(self):
+        if not self.subject and not self.cn:
+            raise ValueError("a client certificate needs subject or cn")
+        return self
+
+
+class ListenerTls(_Strict):
+    """MLLP over TLS 1.2+; with clients listed, the certificate names the source system."""
+    cert_file: str = Field(description="server certificate chain (PEM)")
+    key_file: str = Field(description="server private key (PEM); owner-only file")
+    client_ca_file: str | None = Field(None, description="CA bundle that signs client certificates")
+    require_client_cert: bool = Field(True, description="refuse connections without a valid client cert")
+    clients: list[MllpClientCert] = Field(
+        default_factory=list, description="certificate → system; unset = every peer is `system`")
+
+    @model_validator(mode="after")
+    def _check_ca(self):
+        if (self.require_client_cert or self.clients) and not self.client_ca_file:
+            raise ValueError("client_ca_file is needed to verify client certificates")
+        return self
+
+
+class DestinationTls(_Strict):
+    """MLLP over TLS 1.2+ to a destination."""
+    ca_file: str | None = Field(None, description="CA bundle for the server; unset = system trust store")
+    cert_file: str | None = Field(None, description="our client certificate (PEM), for mTLS")
+    key_file: str | None = Field(None, description="its private key (PEM); owner-only file")
+    server_hostname: str | None = Field(None, description="name to verify the server certificate against")
+
+    @model_validator(mode="after")
+    def _check_pair(self):
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together")
+        return self
 
 
 class Listener(_Strict):
     name: Name
-    protocol: Literal["mllp"]
+    protocol: Literal["mllp", "astm", "poct1a"]
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
     system: Name = Field(description="the system identity every peer of this listener acts as")
@@ -77,6 +189,8 @@ class Listener(_Strict):
     max_message_bytes: int = Field(1_048_576, ge=1024, le=64 * 1024 * 1024)
     idle_timeout_s: float = Field(300.0, gt=0)
     max_connections: int = Field(256, ge=1)
+    max_connections_per_peer: int = Field(64, ge=1, description="open connections from one address")
+    tls: ListenerTls | None = Field(None, description="MLLP over TLS (mllp listeners)")
 
     @model_validator(mode="after")
     def _check_allow(self):
@@ -90,7 +204,7 @@ class Listener(_Strict):
 
 class Destination(_Strict):
     name: Name
-    type: Literal["mllp", "pull"]
+    type: Literal["mllp", "pull", "orders"]
     system: Name = Field(description="the system that receives (mllp) or fetches (pull) the messages")
     host: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
@@ -100,6 +214,7 @@ class Destination(_Strict):
     ack_timeout_s: float = Field(30.0, gt=0)
     ordered: bool = Field(True, description="deliver strictly in order (one sender at a time across gateways)")
     batch: int = Field(50, ge=1, le=1000)
+    tls: DestinationTls | None = Field(None, description="MLLP over TLS (mllp destinations)")
 
     @model_validator(mode="after")
     def _check_transport(self):
@@ -115,15 +230,44 @@ class Route(_Strict):
     to: list[Name] = Field(min_length=1)
 
 
+class Referral(_Strict):
+    """Orders referred to one laboratory: matched by code or by ServiceRequest.performer."""
+    laboratory: Name = Field(description="the laboratory system (role lis) the orders go to")
+    codes: list[str] = Field(default_factory=list, description='analysis codes (NLK/LOINC), or "*"')
+    performers: list[str] = Field(default_factory=list,
+                                  description='ServiceRequest.performer as "system|value" or a reference')
+    destination: Name | None = Field(None, description="mllp destination pushed OML^O21; unset = held for pull")
+
+
+class ResultDelivery(_Strict):
+    """Where results for an ordering system's orders go (its destination)."""
+    system: Name
+    destination: Name
+
+
+class OrdersSection(_Strict):
+    poc_codes: list[str] = Field(default_factory=list, description="analyses done at the point of care")
+    referrals: list[Referral] = Field(default_factory=list)
+    result_delivery: list[ResultDelivery] = Field(default_factory=list)
+
+
 class Config(_Strict):
     gateway: GatewaySection = GatewaySection()
     http: HttpSection = HttpSection()
     database: DatabaseSection = DatabaseSection()
     validation: ValidationSection = ValidationSection()
+    console: ConsoleSection = ConsoleSection()
+    retention: RetentionSection = RetentionSection()
+    alerts: AlertsSection = AlertsSection()
     systems: list[System] = Field(min_length=1)
     listeners: list[Listener] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
+    orders: OrdersSection = OrdersSection()
+    instruments: list[Instrument] = Field(default_factory=list)
+    operators: list[Operator] = Field(default_factory=list)
+    qc_targets: list[QcTarget] = Field(default_factory=list)
+    instrument_settings: InstrumentSettings = InstrumentSettings()
 
     @model_validator(mode="after")
     def _check_references(self):
@@ -133,16 +277,34 @@ class Config(_Strict):
         _unique("routes", self.routes)
         systems = {s.name for s in self.systems}
         dests = {d.name for d in self.destinations}
+        for i, sysc in enumerate(self.systems):   # [hl7v2] enhanced acknowledgement mode
+            if sysc.ack_mode == "enhanced" and not sysc.ack_destination:
+                raise ValueError(f"systems[{i}].ack_destination: needed with ack_mode = 'enhanced'")
+            if sysc.ack_destination:
+                _known(f"systems[{i}].ack_destination", sysc.ack_destination,
+                       {d.name for d in self.destinations if d.type == "mllp"}, "destinations (mllp)")
         for i, lst in enumerate(self.listeners):
             _known(f"listeners[{i}].system", lst.system, systems, "systems")
+            for j, c in enumerate(lst.tls.clients if lst.tls else []):
+                _known(f"listeners[{i}].tls.clients[{j}].system", c.system, systems, "systems")
         for i, d in enumerate(self.destinations):
             _known(f"destinations[{i}].system", d.system, systems, "systems")
+        for i, c in enumerate(self.http.tls.clients if self.http.tls else []):
+            _known(f"http.tls.clients[{i}].system", c.system, systems, "systems")
         for i, r in enumerate(self.routes):
             for j, s in enumerate(r.sources):
                 if s != "*":
                     _known(f"routes[{i}].sources[{j}]", s, systems, "systems")
             for j, t in enumerate(r.to):
                 _known(f"routes[{i}].to[{j}]", t, dests, "destinations")
+        for i, ref in enumerate(self.orders.referrals):
+            _known(f"orders.referrals[{i}].laboratory", ref.laboratory, systems, "systems")
+            if ref.destination is not None:
+                _known(f"orders.referrals[{i}].destination", ref.destination, dests, "destinations")
+        for i, rd in enumerate(self.orders.result_delivery):
+            _known(f"orders.result_delivery[{i}].system", rd.system, systems, "systems")
+            _known(f"orders.result_delivery[{i}].destination", rd.destination, dests, "destinations")
+        _check_instruments(self.instruments, self.operators, systems)
         return self
 
     def system(self, name: str) -> System:
@@ -150,6 +312,20 @@ class Config(_Strict):
 
     def destination(self, name: str) -> Destination:
         return next(d for d in self.destinations if d.name == name)
+
+
+def _check_instruments(instruments, operators, systems: set[str]) -> None:
+    serials: set[str] = set()
+    for i, inst in enumerate(instruments):
+        if inst.serial in serials:
+            raise ValueError(f"instruments[{i}].serial: {inst.serial!r} is used twice")
+        serials.add(inst.serial)
+        _known(f"instruments[{i}].system", inst.system, systems, "systems")
+    ids: set[str] = set()
+    for i, op in enumerate(operators):
+        if op.id in ids:
+            raise ValueError(f"operators[{i}].id: {op.id!r} is used twice")
+        ids.add(op.id)
 
 
 def _unique(section: str, items) -> None:

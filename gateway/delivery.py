@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 import asyncpg
 
 from adapters.mllp import MllpClient, MllpError
+from mappings.hl7v2 import from_fhir
 from mappings.hl7v2.from_fhir import bundle_to_oru_r01
 from mappings.hl7v2.parser import Hl7ParseError, parse
 
@@ -35,7 +36,10 @@ log = log_setup.get("labgate.delivery")
 POLL_SECONDS = 1.0
 
 _CLAIM = """
-SELECT o.id, o.attempts, o.next_attempt_at, m.bundle::text AS bundle
+SELECT o.id, o.attempts, o.next_attempt_at, m.bundle::text AS bundle, o.kind,
+       CASE WHEN o.kind = 'app_ack' THEN m.raw END AS raw,
+       CASE WHEN o.kind = 'app_ack' THEN m.verdict::text END AS verdict,
+       CASE WHEN o.kind = 'app_ack' THEN m.status END AS status
 FROM outbox o JOIN message m ON m.id = o.message_id
 WHERE o.destination = $1 AND o.state = 'pending' {due}
 ORDER BY o.id
@@ -70,14 +74,36 @@ class MllpSender:
     def __init__(self, dest: Destination, config: Config):
         self._dest = dest
         self._gateway = config.gateway
-        self._client = MllpClient(dest.host, dest.port, ack_timeout=dest.ack_timeout_s)
+        ssl_ctx = None
+        if dest.tls:   # [hl7v2] MLLP over TLS
+            from .mllp_tls import destination_context
+            ssl_ctx = destination_context(dest.tls, f"destinations.{dest.name}")
+        self._client = MllpClient(dest.host, dest.port, ack_timeout=dest.ack_timeout_s, ssl=ssl_ctx,
+                                  server_hostname=(dest.tls.server_hostname or dest.host)
+                                  if dest.tls else None)
 
     async def send(self, outbox_id: int, bundle_json: str) -> str:
         import orjson
-        message = bundle_to_oru_r01(
-            orjson.loads(bundle_json), control_id=f"LG{outbox_id}",
+        bundle = orjson.loads(bundle_json)
+        build = _builder_for(bundle)
+        try:
+            message = build(
+                bundle, control_id=f"LG{outbox_id}",
+                timestamp=datetime.now(timezone.utc), sending_app=self._gateway.name,
+                sending_facility=self._gateway.facility, receiving_app=self._dest.system)
+        except ValueError as e:   # the payload cannot be written in this form
+            raise SendFailed("error", f"cannot build the outbound message: {e}"[:500]) from None
+        return await self.send_bytes(message)
+
+    async def send_app_ack(self, row) -> str:
+        """[hl7v2] The application ACK of a stored message (enhanced mode)."""
+        from .pipeline import application_ack
+        return await self.send_bytes(application_ack(
+            bytes(row["raw"]), row["verdict"], row["status"], control_id=f"LG{row['id']}",
             timestamp=datetime.now(timezone.utc), sending_app=self._gateway.name,
-            sending_facility=self._gateway.facility, receiving_app=self._dest.system)
+            sending_facility=self._gateway.facility))
+
+    async def send_bytes(self, message: bytes) -> str:
         try:
             reply = await self._client.send(message)
         except MllpError as e:
@@ -87,6 +113,31 @@ class MllpSender:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _builder_for(bundle: dict):
+    """The outbound builder for a payload: orders (ServiceRequests, no results)
+    go as OML^O21, everything else as ORU^R01."""
+    types = {e.get("resource", {}).get("resourceType") for e in bundle.get("entry", [])
+             if isinstance(e, dict) and isinstance(e.get("resource"), dict)}
+    if "ServiceRequest" in types and not types & {"DiagnosticReport", "Observation"}:
+        oml = getattr(from_fhir, "bundle_to_oml_o21", None)
+        if oml is None:
+            raise SendFailed("error", "no OML^O21 builder in mappings.hl7v2.from_fhir")
+        return oml
+    return bundle_to_oru_r01
+
+
+# Internal destination types (no network peer) provide a sender from their own
+# package: type -> module that registers a factory(dest, config, pool) in SENDERS.
+SENDERS: dict = {}
+_SENDER_MODULES = {"orders": "gateway.fhir.linking"}
+
+
+def _internal_sender(dest: Destination, config: Config, pool: asyncpg.Pool):
+    import importlib
+    importlib.import_module(_SENDER_MODULES[dest.type])
+    return SENDERS[dest.type](dest, config, pool)
 
 
 def _check_ack(reply: bytes) -> str:
@@ -112,6 +163,8 @@ class DeliveryService:
         self._dests = [d for d in config.destinations if d.type != "pull"]
         self._wake = {d.name: asyncio.Event() for d in self._dests}
         self._senders = {d.name: MllpSender(d, config) for d in self._dests if d.type == "mllp"}
+        self._senders.update({d.name: _internal_sender(d, config, pool)
+                              for d in self._dests if d.type in _SENDER_MODULES})
         self._tasks: list[asyncio.Task] = []
         self._listen_conn: asyncpg.Connection | None = None
         self._stopping = False
@@ -185,7 +238,8 @@ class DeliveryService:
             t0 = time.perf_counter()
             self._metrics.delivery_attempts.labels(dest.name).inc()
             try:
-                code = await sender.send(row["id"], row["bundle"])
+                code = await (sender.send_app_ack(row) if row["kind"] == "app_ack"
+                              else sender.send(row["id"], row["bundle"]))
                 state, error, next_at, outcome, detail = "delivered", None, datetime.now(timezone.utc), "delivered", code
                 sent += 1
             except SendFailed as f:

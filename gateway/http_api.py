@@ -17,6 +17,10 @@ from .authz import PRINCIPAL, Forbidden, Principal, require
 from .capability import capability_statement
 from .config import Config
 from .metrics import Metrics
+from .security import headers as security_headers
+from .security.metrics import limit_counter
+from .security.ratelimit import RateLimiter, caller_key, retry_after
+from .security.tls import ClientCertMap
 
 log = log_setup.get("labgate.http")
 FHIR_JSON = "application/fhir+json"
@@ -53,7 +57,8 @@ def patient_ids(bundle: dict) -> list[str]:
 
 
 def _is_protected(path: str) -> bool:
-    return (path.startswith("/fhir/") and path != "/fhir/metadata") or path.startswith("/api/")
+    return (path == "/fhir" or (path.startswith("/fhir/") and path != "/fhir/metadata")
+            or path.startswith("/api/"))
 
 
 class HttpApi:
@@ -65,8 +70,12 @@ class HttpApi:
         self._metrics = metrics
         self._ready = readiness   # callable -> (bool, detail dict)
         self._roles = {s.name: frozenset(s.roles) for s in config.systems}
+        self._certs = ClientCertMap(config.http.tls.clients if config.http.tls else [])
+        self._limiter = RateLimiter(config.http.requests_per_minute)
+        self._limit_exceeded = limit_counter(metrics)
         self.app = web.Application(middlewares=[self._errors, self._auth],
                                    client_max_size=config.http.max_body_bytes)
+        security_headers.install(self.app)
         self.app.add_routes([
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
@@ -83,12 +92,20 @@ class HttpApi:
         except Forbidden as e:
             who = request.get(PRINCIPAL)
             log.info("http.forbidden", path=request.path, who=who.name if who else None)
+            await audit.record(self._pool, who=who, action=e.action or "http.forbidden",
+                               outcome="denied", peer=request.remote,
+                               detail=f"{request.method} {request.path}")
             if request.path.startswith("/fhir"):
                 return outcome(403, "FORBIDDEN", e.reason, issue_type="forbidden")
             return web.json_response({"error": "forbidden", "detail": e.reason}, status=403)
+        except web.HTTPRequestEntityTooLarge as e:
+            self._limit_exceeded.labels("body_size", "http").inc()
+            return outcome(413, "BODY-TOO-LARGE", e.text or "Request body too large", issue_type="too-costly")
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
+        if _is_protected(request.path) and (refused := self._rate_limited(request)):
+            return refused
         who = await self._authenticate(request)
         if who is not None:
             request[PRINCIPAL] = who
@@ -99,11 +116,31 @@ class HttpApi:
             return outcome(401, "AUTH-MISSING", "A bearer token is required", issue_type="login")
         return await handler(request)
 
+    def _rate_limited(self, request: web.Request) -> web.Response | None:
+        """429 with Retry-After once the caller's requests per minute are used up."""
+        _, fp = self._certs.system_for(request.transport) if request.secure else (None, None)
+        wait = self._limiter.check(caller_key(request, fp))
+        if not wait:
+            return None
+        self._limit_exceeded.labels("rate", "http").inc()
+        log.warning("http.rate_limited", path=request.path, peer=request.remote)
+        body = {"resourceType": "OperationOutcome", "issue": [{
+            "severity": "error", "code": "throttled", "details": {
+                "coding": [{"system": "urn:labgate:rule", "code": "RATE-LIMITED"}],
+                "text": f"More than {self._limiter.per_minute} requests per minute; retry later"}}]}
+        return web.Response(status=429, body=orjson.dumps(body), content_type=FHIR_JSON,
+                            headers={"Retry-After": retry_after(wait)})
+
     async def _authenticate(self, request: web.Request) -> Principal | None:
-        """The caller: a system by bearer token (console sessions add users here)."""
+        """The caller: a system by client certificate or bearer token (console sessions add users here)."""
+        if request.secure and self._certs:
+            system, _ = self._certs.system_for(request.transport)
+            if system in self._roles:
+                return Principal("system", system, self._roles[system])
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
-            return None
+            from . import users   # console session cookie -> Principal("user", name, roles)
+            return await users.principal_from_cookie(self._pool, request)
         async with self._pool.acquire() as conn:
             system = await tokens.system_for(conn, auth[7:].strip())
         if system is None or system not in self._roles:
@@ -199,7 +236,11 @@ class HttpApi:
                 await conn.execute(
                     "UPDATE outbox SET state = 'taken', done_at = now() WHERE id = $1 AND state = 'held'",
                     outbox_id)
-                await audit.record(conn, who=who, action="results.taken", resource_type="Bundle",
-                                   resource_id=str(outbox_id), peer=request.remote)
+                patients = await conn.fetch(   # audit_patients(): migration 0007
+                    "SELECT p FROM outbox o JOIN message m ON m.id = o.message_id,"
+                    " audit_patients(m.bundle) AS p WHERE o.id = $1", outbox_id)
+                for r in patients or [{"p": None}]:
+                    await audit.record(conn, who=who, action="results.taken", resource_type="Bundle",
+                                       resource_id=str(outbox_id), patient=r["p"], peer=request.remote)
         log.info("http.taken", destination=dest.name, system=who.name, outbox_id=outbox_id)
         return outcome(200, "TAKEN", "Marked taken", severity="information", issue_type="informational")

@@ -23,9 +23,11 @@ async def apply(conn: asyncpg.Connection) -> list[str]:
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migration ("
-            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        if await conn.fetchval("SELECT to_regclass('schema_migration')") is None:
+            # Skipped when it exists: a non-owner gateway role may not CREATE (docs/security.md).
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migration ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
         done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migration")}
         for name, sql in migration_files():
             if name in done:

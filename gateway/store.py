@@ -38,6 +38,7 @@ class MessageRecord:
     ack: bytes | None
     received_at: datetime
     destinations: list[tuple[str, str]] = field(default_factory=list)  # (name, initial state)
+    app_ack_to: str | None = None    # [hl7v2] destination of the application ACK (enhanced mode)
     duplicate_of: int | None = None
 
 
@@ -81,8 +82,8 @@ WHERE m.duplicate_of IS NULL
 """
 
 _INSERT_OUTBOX = """
-INSERT INTO outbox (message_id, destination, state)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+INSERT INTO outbox (message_id, destination, state, kind)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
 """
 
 
@@ -134,7 +135,7 @@ class MessageWriter:
             rows = await conn.fetch(_INSERT_MESSAGES, *_columns(records))
             results: list[WriteResult | None] = [None] * len(records)
             dup_idx = []
-            out_ids, out_dests, out_states = [], [], []
+            out_ids, out_dests, out_states, out_kinds = [], [], [], []
             for i, (rec, row) in enumerate(zip(records, rows)):
                 if row["inserted"]:
                     results[i] = WriteResult(row["id"])
@@ -142,12 +143,18 @@ class MessageWriter:
                         out_ids.append(row["id"])
                         out_dests.append(dest)
                         out_states.append(state)
+                        out_kinds.append("message")
+                    if rec.app_ack_to:
+                        out_ids.append(row["id"])
+                        out_dests.append(rec.app_ack_to)
+                        out_states.append("pending")
+                        out_kinds.append("app_ack")
                 else:
                     dup_idx.append(i)
             if dup_idx:
                 await self._resolve_duplicates(conn, records, dup_idx, results)
             if out_ids:
-                await conn.execute(_INSERT_OUTBOX, out_ids, out_dests, out_states)
+                await conn.execute(_INSERT_OUTBOX, out_ids, out_dests, out_states, out_kinds)
                 pending = sorted({d for d, s in zip(out_dests, out_states) if s == "pending"})
                 for dest in pending:
                     await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, dest)

@@ -2,17 +2,31 @@
 
 Tables are loaded and checked once at start-up (a bad table stops start-up
 with file, line and reason); each message gets a fresh RuleContext with the
-sending system's rule settings.
+sending system's rule settings and the gateway's lookups.
+
+History for DELTA-CHECK and ORDER-DUPLICATE: validate() is synchronous and
+on the hot path, so it reads two in-memory :class:`History` maps, never the
+database. They are filled (1) at start-up by :meth:`Validator.prefetch` from
+the ``validation_result`` / ``validation_order`` tables, which a trigger on
+``message`` fills in the same transaction that commits an accepted message
+(migration 0008: committed means indexed, across restarts and processes),
+and (2) by the validator itself when it accepts a message, so the next
+message sees it at once. A message accepted here but then not stored is in
+memory only until restart; delta checks only flag, so that costs at most a
+spurious warning.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from mappings.issue import Issue
+from mappings.issue import Issue, rejects
 from mappings.tables_loader import TableError, Tables, load_tables
 
 from .config import Config, ConfigError
-from .validation import RuleContext, validate
+from .validation import History, PreviousResult, RuleContext, accepted_facts, validate
+
+# Results judged by the stateful rules are kept; the rest never enter memory.
+_ROWS_LIMIT = 500_000
 
 
 def load_rule_tables(config: Config) -> Tables:
@@ -22,23 +36,88 @@ def load_rule_tables(config: Config) -> Tables:
         raise ConfigError(f"rule table {e}") from None
 
 
+def _settings_default(config: Config) -> dict[str, str]:
+    """Settings every source starts from: the operator-authorisation mode."""
+    if config.validation.operator_authorisation == "flag":
+        return {"OPERATOR-NOT-CERTIFIED": "warn"}
+    return {}
+
+
+def _settings(config: Config) -> dict[str, dict[str, str]]:
+    """Per-system rule settings over the defaults (a system's own setting wins)."""
+    default = _settings_default(config)
+    return {s.name: {**default, **s.rules} for s in config.systems}
+
+
 class Validator:
-    """Callable ``(bundle, source) -> issues`` used by the pipelines."""
+    """Callable ``(bundle, source) -> issues`` used by the pipelines.
+
+    ``qc_state`` and ``operator_certified`` are lookups set by the instrument
+    side (see gateway.validation.context); None skips their rules.
+    """
 
     def __init__(self, config: Config, tables: Tables, *, qc_state=None, operator_certified=None):
+        v = config.validation
         self._tables = tables
-        self._settings = {s.name: dict(s.rules) for s in config.systems}
-        self._skew = timedelta(minutes=config.validation.clock_skew_minutes)
-        self._synthetic = config.validation.allow_synthetic_ids
+        self._settings = _settings(config)
+        self._default_settings = _settings_default(config)
+        self._skew = timedelta(minutes=v.clock_skew_minutes)
+        self._synthetic = v.allow_synthetic_ids
+        self._dup_window = timedelta(hours=v.duplicate_order_window_hours)
         self.qc_state = qc_state
         self.operator_certified = operator_certified
+        self.results: History = History(lambda p: p.time, max_keys=v.history_max_keys)
+        self.orders: History = History(lambda t: t, max_keys=v.history_max_keys)
 
     def __call__(self, bundle: dict, source: str) -> list[Issue]:
         ctx = RuleContext(now=datetime.now(timezone.utc), tables=self._tables,
-                          settings=self._settings.get(source, {}), clock_skew=self._skew,
+                          settings=self._settings.get(source, self._default_settings),
+                          clock_skew=self._skew,
                           allow_synthetic_ids=self._synthetic, qc_state=self.qc_state,
-                          operator_certified=self.operator_certified)
-        return validate(bundle, ctx)
+                          operator_certified=self.operator_certified,
+                          previous_results=self.results.get, recent_orders=self.orders.get,
+                          duplicate_order_window=self._dup_window)
+        issues = validate(bundle, ctx, keep_view=True)
+        if not rejects(issues):
+            self._remember(bundle, ctx)
+        return issues
+
+    def _remember(self, bundle: dict, ctx: RuleContext) -> None:
+        facts = accepted_facts(bundle, ctx, result_codes=self._tables.delta)
+        if facts.patient is None:
+            return
+        for code, prev in facts.results:
+            self.results.add(facts.patient, code, prev)
+        for code, at in facts.orders:
+            self.orders.add(facts.patient, code, at)
+
+    async def prefetch(self, pool) -> int:
+        """Load the history still inside the configured windows; returns rows read."""
+        t = self._tables
+        to_analysis = {lc: a.code for lc, a in t.by_loinc.items() if a.code in t.delta}
+        to_analysis.update({c: c for c in t.delta})
+        days = max(t.max_delta_window_minutes / 1440, 0)
+        rows = 0
+        async with pool.acquire() as conn:
+            if to_analysis:
+                got = await conn.fetch(
+                    "SELECT patient_key, code, observed_at, value, unit FROM validation_result"
+                    " WHERE code = ANY($1::text[]) AND observed_at > now() - $2 * interval '1 day'"
+                    " ORDER BY observed_at DESC LIMIT $3", list(to_analysis), days, _ROWS_LIMIT)
+                for r in got:
+                    self.results.add(r["patient_key"], to_analysis[r["code"]],
+                                     PreviousResult(r["observed_at"], r["value"], r["unit"]))
+                rows += len(got)
+            got = await conn.fetch(
+                "SELECT patient_key, code, ordered_at FROM validation_order"
+                " WHERE ordered_at > now() - $1::interval ORDER BY ordered_at DESC LIMIT $2",
+                self._dup_window, _ROWS_LIMIT)
+            for r in got:
+                a = t.analyses.get(r["code"]) or t.by_loinc.get(r["code"])
+                if a is not None:
+                    self.orders.add(r["patient_key"], a.code, r["ordered_at"])
+            rows += len(got)
+        return rows
 
     def reload(self, tables: Tables) -> None:
         """Swap in re-read tables (e.g. after a bioengineer changed a limit)."""

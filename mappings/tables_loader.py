@@ -27,6 +27,9 @@ UNIT_ALIASES = "unit_aliases.csv"
 CONTAINER_ALIASES = "container_aliases.csv"
 STABILITY = "specimen_stability.csv"
 QC_INTERVALS = "qc_intervals.csv"
+DELTA_CHECKS = "delta_checks.csv"
+HAEMOLYSIS_LIMITS = "haemolysis_limits.csv"
+HAEMOLYSIS_INDEX_CODES = "haemolysis_index_codes.csv"
 
 ANALYSIS_SYSTEMS = ("NLK", "LOINC")
 SPECIMEN_SYSTEM_PREFIXES = {"8351": SPECIMEN_TYPE_8351, "0487": V2_0487}
@@ -66,6 +69,21 @@ class StabilityLimit:
     temperature: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeltaLimit:
+    """One row of delta_checks.csv: flag a change above every limit given."""
+    max_abs: float | None       # canonical unit
+    max_rel: float | None       # percent of the previous value
+    window_minutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HaemolysisLimit:
+    """One row of haemolysis_limits.csv."""
+    max_index: float | None     # highest acceptable H-index; None = index not judged
+    flag_fails: bool            # a qualitative "haemolysed" flag fails the result
+
+
 @dataclass(slots=True)
 class Tables:
     """All tables, indexed for the lookups the validation rules make."""
@@ -76,6 +94,13 @@ class Tables:
     container_aliases: dict[str, str] = field(default_factory=dict)
     stability: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     qc_interval_minutes: dict[str, int] = field(default_factory=dict)
+    delta: dict[str, DeltaLimit] = field(default_factory=dict)
+    haemolysis: dict[str, HaemolysisLimit] = field(default_factory=dict)
+    haemolysis_index_codes: frozenset[str] = frozenset()
+
+    @property
+    def max_delta_window_minutes(self) -> int:
+        return max((d.window_minutes for d in self.delta.values()), default=0)
 
     def analysis_by_nlk(self, code: str) -> Analysis | None:
         a = self.analyses.get(code)
@@ -343,6 +368,52 @@ def _load_qc(directory: Path, tables: Tables) -> None:
         tables.qc_interval_minutes[a.code] = minutes
 
 
+def _load_delta(directory: Path, tables: Tables) -> None:
+    columns = {"analysis": True, "max_abs_change": False, "max_rel_change": False,
+               "window_minutes": True, "source": False}
+    seen: dict = {}
+    for line, row in _rows(directory / DELTA_CHECKS, columns):
+        a = _known(DELTA_CHECKS, line, tables, _required(DELTA_CHECKS, line, row, "analysis"))
+        _unique(DELTA_CHECKS, line, seen, a.code, "analysis")
+        if not a.units:
+            raise TableError(DELTA_CHECKS, line, f"analysis {a.code} has no unit: no delta possible")
+        max_abs = _number(DELTA_CHECKS, line, row, "max_abs_change")
+        max_rel = _number(DELTA_CHECKS, line, row, "max_rel_change")
+        if max_abs is None and max_rel is None:
+            raise TableError(DELTA_CHECKS, line, "give max_abs_change, max_rel_change or both")
+        for col, v in (("max_abs_change", max_abs), ("max_rel_change", max_rel)):
+            if v is not None and v <= 0:
+                raise TableError(DELTA_CHECKS, line, f"column {col} must be above 0")
+        minutes = _minutes(DELTA_CHECKS, line, row, "window_minutes")
+        if minutes == 0:
+            raise TableError(DELTA_CHECKS, line, "window_minutes must be above 0")
+        tables.delta[a.code] = DeltaLimit(max_abs, max_rel, minutes)
+
+
+def _load_haemolysis(directory: Path, tables: Tables) -> None:
+    columns = {"analysis": True, "max_index": False, "flag_fails": False, "source": False}
+    seen: dict = {}
+    for line, row in _rows(directory / HAEMOLYSIS_LIMITS, columns):
+        name = HAEMOLYSIS_LIMITS
+        a = _known(name, line, tables, _required(name, line, row, "analysis"))
+        _unique(name, line, seen, a.code, "analysis")
+        max_index = _number(name, line, row, "max_index")
+        if max_index is not None and max_index < 0:
+            raise TableError(name, line, "column max_index must not be negative")
+        flag = _bool(name, line, row.get("flag_fails", ""), "flag_fails")
+        if max_index is None and not flag:
+            raise TableError(name, line, "row checks nothing: give max_index or flag_fails yes")
+        tables.haemolysis[a.code] = HaemolysisLimit(max_index, flag)
+    codes: dict = {}
+    for line, row in _rows(directory / HAEMOLYSIS_INDEX_CODES, {"code": True, "source": False}):
+        code = _required(HAEMOLYSIS_INDEX_CODES, line, row, "code")
+        _unique(HAEMOLYSIS_INDEX_CODES, line, codes, code, "code")
+        if code in tables.analyses:
+            raise TableError(HAEMOLYSIS_INDEX_CODES, line,
+                             f"{code!r} is an analysis in {ANALYSES}, not an index code")
+    tables.haemolysis_index_codes = frozenset(codes)
+
+
 def load_tables(directory: str | Path | None = None) -> Tables:
     """Read and check every table in ``directory`` (default: the shipped ones)."""
     d = Path(directory) if directory is not None else TABLES_DIR
@@ -357,6 +428,8 @@ def load_tables(directory: str | Path | None = None) -> Tables:
     _load_conversions(d, tables)
     _load_stability(d, tables)
     _load_qc(d, tables)
+    _load_delta(d, tables)
+    _load_haemolysis(d, tables)
     return tables
 
 

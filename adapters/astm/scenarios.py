@@ -82,7 +82,8 @@ def transfers(scenario: str, now: datetime | None = None) -> list[list[bytes]]:
     """The transfers of ``scenario`` (one of :data:`SCENARIOS`)."""
     now = now or datetime.now().replace(microsecond=0)
     table = {
-        "crp": lambda: [[crp_patient(now)], [crp_qc(now)], [host_query(now)]],
+        # The morning's control run first, then a patient, then a worklist query.
+        "crp": lambda: [[crp_qc(now)], [crp_patient(now)], [host_query(now)]],
         "hba1c": lambda: [[E5_HBA1C]],
         "inr": lambda: [[E6_INR]],
         "qc": lambda: [[E7_QC]],

@@ -262,13 +262,17 @@ class AstmServer:
     ``receiver_config`` and ``sender_config`` set the E1381 timers and
     limits (shorten them in tests). ``confirm_messages`` is forced on: a
     message is acknowledged only after ``on_message`` returns.
+    ``authorize(peer_host) -> bool``, if given, is asked on every connection;
+    a refused peer is disconnected before a byte is read.
     """
 
     def __init__(self, on_message: OnMessage, *, name: str = "astm",
                  receiver_config: ReceiverConfig | None = None,
                  sender_config: SenderConfig | None = None,
-                 max_connections: int = 256, logger: Any = None) -> None:
+                 max_connections: int = 256, logger: Any = None,
+                 authorize: Callable[[str], bool] | None = None) -> None:
         self.name = name
+        self.authorize = authorize
         self.on_message = on_message
         self.receiver_config = replace(receiver_config or ReceiverConfig(),
                                        confirm_messages=True)
@@ -331,6 +335,12 @@ class AstmServer:
         if len(self._open) >= self.max_connections:
             self.counts["connections_refused"] += 1
             self.log.warning("astm.connection_refused", reason="max_connections",
+                             peer_host=peer.host, listener=self.name)
+            writer.close()
+            return
+        if self.authorize is not None and not self.authorize(peer.host):
+            self.counts["connections_refused"] += 1
+            self.log.warning("astm.connection_refused", reason="not_allowed",
                              peer_host=peer.host, listener=self.name)
             writer.close()
             return

@@ -162,17 +162,19 @@ async def run_simulation(host: str, port: int, *, scenario: str = "crp",
                          receiver_config: ReceiverConfig | None = None,
                          answer_timeout: float = 30.0, session_timeout: float = 120.0,
                          now: datetime | None = None, seed: int = 0,
-                         transcript_limit: int = 2000) -> dict:
+                         transcript_limit: int = 2000,
+                         plan: list[list[bytes]] | None = None) -> dict:
     """Play ``scenario`` against an ASTM host at ``host:port``; return a summary.
 
     The summary holds ``ok`` (every transfer complete, every expected answer
     received), per-transfer outcomes and counters, the answers received
-    (decoded latin-1) and a transcript of the bytes both ways.
+    (decoded latin-1) and a transcript of the bytes both ways. ``plan``
+    (transfers of E1394 messages) replaces the scenario's transfers.
     """
     unknown = set(faults) - FAULTS
     if unknown:
         raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))}")
-    plan = transfers(scenario, now)
+    plan = plan if plan is not None else transfers(scenario, now)
     sender_config = sender_config or SenderConfig(role="instrument")
     receiver_config = receiver_config or ReceiverConfig()
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10.0)

@@ -7,6 +7,8 @@ The owner supplies two callbacks (the adapter knows nothing of the core)::
     async def on_hello(message: PoctMessage, peer: str) -> Sequence[OperatorList | Directive] | None
         # HEL.R01 -> what to push to this device (operator list, lock directive …)
 
+``authorize(peer_host) -> bool``, if given, is asked on every connection; a
+refused peer is disconnected before a byte is read.
 A callback that raises or overruns ``decision_timeout`` is answered with
 ACK AE (``POCT1A-GATEWAY-ERROR``), never with a dropped connection.
 Deadlines: ``ack_timeout`` for the device's ACK of a push, ``message_timeout``
@@ -55,8 +57,10 @@ class PoctServer:
     """Accepts device connections and runs one conversation per connection."""
 
     def __init__(self, on_observation: ObservationCallback, *,
-                 on_hello: HelloCallback | None = None, config: ServerConfig | None = None):
+                 on_hello: HelloCallback | None = None, config: ServerConfig | None = None,
+                 authorize: Callable[[str], bool] | None = None):
         self._on_observation = on_observation
+        self._authorize = authorize
         self._on_hello = on_hello
         self.config = config or ServerConfig()
         self._server: asyncio.Server | None = None
@@ -107,6 +111,13 @@ class PoctServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_name(writer)
+        if self._authorize is not None and not self._authorize(peer.rsplit(":", 1)[0]):
+            self._stats["connections_refused"] += 1
+            log.warning("poct1a.connection_refused", peer=peer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            return
         conv = GatewayConversation(self.config.conversation)
         task = asyncio.current_task()
         self._live[task] = (conv, writer)

@@ -249,10 +249,12 @@ def _qc_fill(s: Scenario, operator_id: str) -> Callable[[Element], None]:
 
 
 async def _conversation(dev: _Device, s: Scenario, *, patient_id: str, operator_id: str,
-                        oversized_bytes: int, linger: float) -> None:
+                        oversized_bytes: int, linger: float, qc_first: bool = False) -> None:
     await dev.request("HEL.R01", _hello_fill(dev.serial))
     await dev.request("DST.R01", _status_fill(2))
     padding = oversized_bytes if "oversized" in dev.faults else 0
+    if qc_first:                             # the morning's control run, then patients
+        await dev.request("OBS.R02", _qc_fill(s, operator_id))
     cid, obs = dev.build("OBS.R01", _patient_fill(s, patient_id, operator_id, padding))
     if "drop_connection" in dev.faults:
         await dev.send(obs[: len(obs) // 2], "OBS.R01")
@@ -264,7 +266,8 @@ async def _conversation(dev: _Device, s: Scenario, *, patient_id: str, operator_
     if "entity_bomb" in dev.faults:
         obs = BILLION_LAUGHS
     await dev.request("OBS.R01", data=obs, cid=cid)
-    await dev.request("OBS.R02", _qc_fill(s, operator_id))
+    if not qc_first:
+        await dev.request("OBS.R02", _qc_fill(s, operator_id))
     await dev.request("EOT.R01", lambda root: field_element(SubElement(root, "EOT"),
                                                             "EOT.topic_cd", "OBS"))
     await dev.linger(linger)
@@ -279,7 +282,7 @@ async def run_simulation(host: str, port: int, *, scenario: str = "hba1c",
                          patient_id: str = "13116900216", operator_id: str = "OP017",
                          device_serial: str = "000987", timeout: float = 5.0,
                          linger: float = 0.1, chunk: int = 64, chunk_delay: float = 0.001,
-                         oversized_bytes: int = 2_000_000) -> dict:
+                         oversized_bytes: int = 2_000_000, qc_first: bool = False) -> dict:
     """Play one device conversation against ``host:port``; return the transcript.
 
     The transcript has ``sent``/``received`` message types in order, ``acks``
@@ -287,6 +290,8 @@ async def run_simulation(host: str, port: int, *, scenario: str = "hba1c",
     ``directives_received``, ``gateway_errors`` (texts of ACK AE / ESC),
     ``ended_by`` ("device", "gateway", "transport" or "timeout"),
     ``end_reason`` and ``completed`` (the whole script ran).
+    ``qc_first`` sends the QC run before the patient result (a control run
+    at the start of the day).
     """
     unknown = set(faults) - FAULTS
     if unknown:
@@ -297,7 +302,7 @@ async def run_simulation(host: str, port: int, *, scenario: str = "hba1c",
                   chunk_delay=chunk_delay, serial=device_serial)
     try:
         await _conversation(dev, s, patient_id=patient_id, operator_id=operator_id,
-                            oversized_bytes=oversized_bytes, linger=linger)
+                            oversized_bytes=oversized_bytes, linger=linger, qc_first=qc_first)
     except _GatewayEnded:
         dev.t.ended_by = "gateway"
     except TimeoutError:

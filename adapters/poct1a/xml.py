@@ -86,6 +86,8 @@ def parse_xml(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES,
         raise PoctXmlError(XML_MALFORMED, f"not well-formed XML ({exc})") from None
     except RecursionError:
         raise PoctXmlError(XML_TOO_DEEP, "elements nested too deeply") from None
+    except LookupError as exc:   # <?xml encoding="..."?> names a codec Python lacks (found by fuzzing)
+        raise PoctXmlError(XML_MALFORMED, f"not well-formed XML ({exc})") from None
 
 
 def local_name(tag: str) -> str:

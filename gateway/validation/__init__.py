@@ -8,16 +8,19 @@ Rule codes, defaults and sources: docs/rules.md. Importing this package
 registers the rules; registration order is run order.
 """
 from .registry import ACTIONS, RULES, Rule, check_settings, rule
-from .context import OperatorLookup, PreviousResult, QcLookup, QcState, RuleContext
-from . import rules_patient, rules_practitioner, rules_analysis, rules_time, rules_poc  # noqa: F401  (registers)
+from .context import OperatorLookup, OrderLookup, PreviousResult, QcLookup, QcState, RuleContext
+from . import (rules_patient, rules_practitioner, rules_analysis, rules_time,  # noqa: F401
+               rules_specimen_quality, rules_poc, rules_orders, rules_history)  # (registers)
 from .engine import validate
-from .fhir_ext import (ANALYSIS_TIME_EXT, CRITICAL_HIGH, CRITICAL_LOW, NOTIFY_TAG_SYSTEM,
-                       PHONE_NOTIFY_TAG, STORAGE_TEMPERATURE_EXT)
+from .facts import AcceptedFacts, accepted_facts
+from .fhir_ext import (ANALYSIS_TIME_EXT, CRITICAL_HIGH, CRITICAL_LOW, HAEMOLYSIS_INDEX_EXT,
+                       NOTIFY_TAG_SYSTEM, PHONE_NOTIFY_TAG, STORAGE_TEMPERATURE_EXT)
+from .history import History, patient_key
 
 __all__ = [
     "ACTIONS", "RULES", "Rule", "check_settings", "rule",
-    "OperatorLookup", "PreviousResult", "QcLookup", "QcState", "RuleContext",
-    "validate",
-    "ANALYSIS_TIME_EXT", "CRITICAL_HIGH", "CRITICAL_LOW", "NOTIFY_TAG_SYSTEM",
-    "PHONE_NOTIFY_TAG", "STORAGE_TEMPERATURE_EXT",
+    "OperatorLookup", "OrderLookup", "PreviousResult", "QcLookup", "QcState", "RuleContext",
+    "validate", "AcceptedFacts", "accepted_facts", "History", "patient_key",
+    "ANALYSIS_TIME_EXT", "CRITICAL_HIGH", "CRITICAL_LOW", "HAEMOLYSIS_INDEX_EXT",
+    "NOTIFY_TAG_SYSTEM", "PHONE_NOTIFY_TAG", "STORAGE_TEMPERATURE_EXT",
 ]

@@ -70,7 +70,8 @@ def number(value) -> float | None:
 class ObsInfo:
     """One Observation with what the rules keep asking about it."""
     __slots__ = ("index", "resource", "path", "analysis", "codes", "specimen",
-                 "specimen_index", "memo", "_collected", "_collected_src", "_analysed")
+                 "specimen_index", "memo", "is_hindex", "_collected", "_collected_src",
+                 "_analysed")
 
     def __init__(self, index: int, resource: dict):
         self.index = index
@@ -81,6 +82,7 @@ class ObsInfo:
         self.specimen: dict | None = None
         self.specimen_index: int | None = None
         self.memo: dict = {}                # per-rule caches; cleared when the value changes
+        self.is_hindex = False              # carries the specimen's haemolysis index
         self._collected = None
         self._collected_src = None
         self._analysed = False
@@ -97,6 +99,18 @@ class ObsInfo:
                     self._analysed = parse_datetime(ext.get("valueDateTime"))
                     break
         return self._analysed
+
+    def age_end(self) -> tuple[datetime | None, str]:
+        """(end of the specimen's age, FHIRPath): analysis time, else the
+        Specimen's receivedTime (SPM-18: a referred specimen's arrival)."""
+        t = self.analysis_time()
+        if t is not None:
+            return t, f".extension('{ANALYSIS_TIME_EXT}')"
+        if self.specimen is not None:
+            t = parse_datetime(self.specimen.get("receivedTime"))
+            if t is not None:
+                return t, "receivedTime"
+        return None, ""
 
     def effective_raw(self):
         r = self.resource
@@ -136,11 +150,32 @@ def specimen_collected_raw(specimen: dict):
     return v
 
 
+# HL7 v2 table 0493 (specimen condition, SPM-24 → Specimen.condition) codes
+# that say how the specimen was kept, as specimen_stability.csv words.
+CONDITION_TEMPERATURE = {"ROOM": "room", "COOL": "cold", "FROZ": "frozen"}
+CONDITION_HAEMOLYSED = "HEM"
+
+
+def condition_codes(specimen: dict) -> list[str]:
+    """Upper-cased codes of Specimen.condition (any system; v2-0493 expected)."""
+    out = []
+    for concept in _list(specimen.get("condition")):
+        for c in codings(concept):
+            code = c.get("code")
+            if isinstance(code, str):
+                out.append(code.strip().upper())
+    return out
+
+
 def specimen_temperature(specimen: dict) -> str | None:
+    """Storage temperature word: the labgate extension, else Specimen.condition."""
     for ext in _list(specimen.get("extension")):
         if isinstance(ext, dict) and ext.get("url") == STORAGE_TEMPERATURE_EXT:
             v = ext.get("valueCode")
             return v.lower() if isinstance(v, str) else None
+    for code in condition_codes(specimen):
+        if code in CONDITION_TEMPERATURE:
+            return CONDITION_TEMPERATURE[code]
     return None
 
 
@@ -162,7 +197,7 @@ def codings(concept) -> Iterator[dict]:
 class BundleView:
     """Index of one bundle; see module doc."""
     __slots__ = ("bundle", "resources", "by_ref", "by_type", "observations", "results",
-                 "_person_ids")
+                 "hindex", "_person_ids")
 
     def __init__(self, bundle: dict, tables: Tables):
         self.bundle = bundle
@@ -191,7 +226,9 @@ class BundleView:
                 self.by_ref[f"{rtype}/{rid}"] = item
         self.observations = [self._obs(i, r, tables) for i, r in self.by_type.get("Observation", ())]
         # Results: Observations that are not panel headers (hasMember, no value).
-        self.results = [o for o in self.observations if not o.is_grouper()]
+        # Haemolysis-index carriers are read by HAEMOLYSIS, not judged as results.
+        self.results = [o for o in self.observations if not o.is_grouper() and not o.is_hindex]
+        self.hindex = [o for o in self.observations if o.is_hindex]
 
     def of_type(self, rtype: str) -> list[tuple[int, dict]]:
         return self.by_type.get(rtype, [])
@@ -206,8 +243,11 @@ class BundleView:
 
     def _obs(self, index: int, res: dict, tables: Tables) -> ObsInfo:
         info = ObsInfo(index, res)
+        hcodes = tables.haemolysis_index_codes
         for c in codings(res.get("code")):
             system, code = c.get("system"), c.get("code")
+            if hcodes and code in hcodes:
+                info.is_hindex = True
             if not isinstance(code, str) or not isinstance(system, str):
                 continue
             system = normalise_code_system(system)
@@ -229,6 +269,27 @@ class BundleView:
         if target is not None and target[1].get("resourceType") == "Specimen":
             info.specimen_index, info.specimen = target
         return info
+
+
+def analysis_of(concept, tables: Tables) -> tuple[Analysis | None, list[str]]:
+    """The analysis a CodeableConcept names (NLK preferred, else LOINC) and the codes seen."""
+    found: Analysis | None = None
+    seen: list[str] = []
+    for c in codings(concept):
+        system, code = c.get("system"), c.get("code")
+        if not isinstance(code, str) or not isinstance(system, str):
+            continue
+        system = normalise_code_system(system)
+        if system == NLK:
+            a = tables.analysis_by_nlk(code)
+        elif system == LOINC:
+            a = tables.by_loinc.get(code)
+        else:
+            continue
+        seen.append(code)
+        if a is not None and (found is None or a.system == "NLK"):
+            found = a
+    return found, seen
 
 
 def view_of(bundle: dict, ctx) -> BundleView:

@@ -29,8 +29,11 @@ class PreviousResult:
 QcLookup = Callable[[str, str], Union[QcState, None]]
 # (operator_id, analysis_code, at) -> certified?  Or {operator_id: analysis codes | {"*"}}.
 OperatorLookup = Union[Callable[[str, str, datetime], bool], Mapping[str, Collection[str]]]
-# (patient_id, analysis_code) -> previous results, newest first (for delta checks).
+# (patient_key, analysis_code) -> previous results, newest first (for delta checks).
+# patient_key: history.patient_key(person identifier value), a hash, never the number.
 PreviousLookup = Callable[[str, str], list[PreviousResult]]
+# (patient_key, analysis_code) -> times of earlier orders, newest first.
+OrderLookup = Callable[[str, str], list[datetime]]
 
 
 @dataclass(slots=True)
@@ -48,6 +51,8 @@ class RuleContext:
     previous_results: PreviousLookup | None = None
     qc_state: QcLookup | None = None
     operator_certified: OperatorLookup | None = None
+    recent_orders: OrderLookup | None = None
+    duplicate_order_window: timedelta = timedelta(hours=24)
     _view: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -8,13 +8,14 @@ from .context import RuleContext
 from .registry import ACTIONS, RULES
 
 
-def validate(bundle: dict, ctx: RuleContext) -> list[Issue]:
+def validate(bundle: dict, ctx: RuleContext, *, keep_view: bool = False) -> list[Issue]:
     """All issues the rules find in ``bundle``, in rule order.
 
     Applies the per-source settings: ``reject`` makes a rule's issues errors,
     ``warn`` warnings, ``off`` skips the rule. Rules needing a lookup that
     ``ctx`` lacks are skipped. Some rules change the bundle in place (unit
-    conversion, critical-value flags); see docs/rules.md.
+    conversion, critical-value flags); see docs/rules.md. ``keep_view``
+    leaves the bundle index on ``ctx`` for :func:`accepted_facts`.
     """
     ctx._view = BundleView(bundle, ctx.tables)
     settings = ctx.settings
@@ -33,5 +34,6 @@ def validate(bundle: dict, ctx: RuleContext) -> list[Issue]:
                                   issue.text, issue.text_nb)
                 issues.append(issue)
     finally:
-        ctx._view = None
+        if not keep_view:
+            ctx._view = None
     return issues

@@ -9,6 +9,10 @@ ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysi
 # valueCode one of room | cold | ice | frozen (specimen_stability.csv words).
 STORAGE_TEMPERATURE_EXT = f"{LABGATE_NS}fhir:specimen-storage-temperature"
 
+# labgate extension on Specimen: the analyser's haemolysis index (H-index,
+# valueDecimal or valueInteger, the analyser's own scale).
+HAEMOLYSIS_INDEX_EXT = f"{LABGATE_NS}fhir:specimen-haemolysis-index"
+
 # meta.tag set on an Observation with a critical value: phone the requester.
 NOTIFY_TAG_SYSTEM = f"{LABGATE_NS}notification"
 PHONE_NOTIFY_TAG = {"system": NOTIFY_TAG_SYSTEM, "code": "phone",

@@ -98,20 +98,21 @@ def container_hints(ctx, specimen: dict | None) -> list[str]:
 
 
 @rule("SPECIMEN-TOO-OLD", "error",
-      en="The specimen was {age} min old at analysis; {analysis} allows {limit} min "
+      en="The specimen was {age} min old at analysis or receipt; {analysis} allows {limit} min "
          "(container {container}, temperature {temperature}).",
-      nb="Prøven var {age} min gammel ved analyse; {analysis} tåler {limit} min "
+      nb="Prøven var {age} min gammel ved analyse eller mottak; {analysis} tåler {limit} min "
          "(beholder {container}, temperatur {temperature}).")
 def specimen_too_old(bundle, ctx):
-    """Analysis time minus collection time is within the stability limit for the
-    analysis, container and storage temperature (specimen_stability.csv; the
-    most specific row wins; no row means no limit)."""
+    """Analysis time (else the Specimen's receivedTime, for referred specimens)
+    minus collection time is within the stability limit for the analysis,
+    container and storage temperature (specimen_stability.csv; the most
+    specific row wins; no row means no limit)."""
     tables = ctx.tables
     for o in _results(bundle, ctx):
         a = o.analysis
         if a is None or a.code not in tables.stability:
             continue
-        collected, analysed = o.collected(), o.analysis_time()
+        collected, (analysed, end_path) = o.collected(), o.age_end()
         if collected is None or analysed is None:
             continue
         temp = specimen_temperature(o.specimen) if o.specimen is not None else None
@@ -120,6 +121,8 @@ def specimen_too_old(bundle, ctx):
             continue
         age = (analysed - collected).total_seconds() / 60
         if age > limit.max_minutes:
-            yield specimen_too_old.issue(o.path + _ANALYSIS_TIME_PATH, age=int(age), analysis=a.code,
+            loc = (o.path + _ANALYSIS_TIME_PATH if end_path != "receivedTime"
+                   else f"Bundle.entry[{o.specimen_index}].resource.receivedTime")
+            yield specimen_too_old.issue(loc, age=int(age), analysis=a.code,
                                          limit=limit.max_minutes, container=limit.container,
                                          temperature=limit.temperature)

@@ -10,7 +10,10 @@
 - each R record under it gives an Observation: code via the per-sender
   ``code_map`` (instrument code R-3 -> NLK/LOINC/UCUM unit), value R-4 with
   unit R-5, reference range R-6, abnormal flag R-7 -> interpretation,
-  status R-9, effective time = specimen collection time, issued = R-13,
+  status R-9, effective time = specimen collection time O-8 (never the
+  analysis time: a missing O-8 stays missing so the COLLECTION-TIME-MISSING
+  rule sees it), analysis time R-13 in the standard
+  ``observation-analysis-date-time`` extension, issued = R-13,
   performer = operator R-11, device from R-14 or the H-5 serial, notes
   from C records;
 - QC runs are never patient Observations (§4.6): when H-12 or O-12 is
@@ -42,6 +45,8 @@ NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:labgate:astm")
 DEFAULT_TZ = "Europe/Oslo"
 #: O-3 / O-16 values that mark control material (configurable per sender).
 DEFAULT_QC_PATTERN = r"(?i)^\s*(qc|ctrl|control|kontroll|ci-lot)\b"
+#: Standard extension (FHIR extensions pack) for the time the analysis was done.
+ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
 
 UNKNOWN_CODE = "ASTM-UNKNOWN-TEST-CODE"
 PATIENT_ID_MISSING = "ASTM-PATIENT-ID-MISSING"
@@ -305,12 +310,15 @@ def _observation(ctx: _Ctx, order, result, n: int, patient_urn: str | None,
     if patient_urn:
         resource["subject"] = {"reference": patient_urn}
     if when is None:
-        when = ctx.time(rec.get(12), f"{loc}-12") or ctx.time(rec.get(13), f"{loc}-13")
         ctx.issue("warning", TIME_MISSING, f"{loc}-8",
-                  "no specimen collection time (O-8); analysis time used",
-                  "prøvetakingstidspunkt mangler; analysetidspunkt brukt")
+                  "no specimen collection time (O-8); left empty, not replaced by the "
+                  "analysis time", "prøvetakingstidspunkt mangler")
     if when:
         resource["effectiveDateTime"] = when
+    # Unreadable R-13 is reported once, below, for ``issued``.
+    analysed = to_fhir_datetime(rec.get(13).strip(), ctx.tz) if rec.get(13).strip() else None
+    if analysed:
+        resource["extension"] = [{"url": ANALYSIS_TIME_EXT, "valueDateTime": analysed}]
     issued = ctx.time(rec.get(13), f"{loc}-13", instant=True)
     if issued:
         resource["issued"] = issued

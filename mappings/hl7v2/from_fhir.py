@@ -1,9 +1,19 @@
-"""A FHIR result Bundle → ORU^R01 v2.5.1, for delivery to MLLP destinations.
+"""FHIR Bundles → HL7 v2.5.1 messages, for delivery to MLLP destinations.
 
-The inverse of ``to_fhir``: one PID from the Patient, and per DiagnosticReport
-an ORC/OBR from its ServiceRequest, OBX (+NTE) per result and SPM (+NTE) per
-specimen. Observations that no report lists are grouped per ServiceRequest.
-Lean string building with escaping; UTF-8, MSH-18 "UNICODE UTF-8".
+The inverse of ``to_fhir``:
+
+- ``bundle_to_oru_r01``: results. One PID from the Patient, patient-level
+  OBX, and per DiagnosticReport an ORC/OBR from its ServiceRequest, OBX
+  (+NTE) per result and SPM (+NTE) per specimen. Observations that no report
+  lists are grouped per ServiceRequest.
+- ``bundle_to_oml_o21``: orders. One PID, and per ServiceRequest an ORC
+  (NW/CA/HD from its status) and OBR, NTE from its notes, OBX (+NTE) for its
+  ``supportingInfo`` Observations and SPM (+NTE) for its Specimens.
+
+Lean string building with escaping (see docs/architecture.md for why not
+hl7apy, and the tests that hold the output to hl7apy's parse); UTF-8 with
+MSH-18 "UNICODE UTF-8" by default, or 8859/1 / ASCII on request (characters
+outside the set are written as HL7 ``\\X..\\`` hex escapes, never lost).
 """
 from __future__ import annotations
 
@@ -12,12 +22,14 @@ from datetime import datetime
 from . import datatypes as dt
 from . import writer as w
 from .timestamps import to_v2, v2_now
+from .to_fhir import ANALYSIS_TIME_EXT
 
 OBX_STATUS = {"final": "F", "corrected": "C", "amended": "C", "preliminary": "P",
               "cancelled": "X", "registered": "I", "entered-in-error": "W"}
 DR_STATUS = {"final": "F", "corrected": "C", "amended": "C", "appended": "C",
              "preliminary": "P", "cancelled": "X", "registered": "I", "partial": "A"}
 SR_STATUS = {"completed": "CM", "revoked": "CA", "active": "IP", "on-hold": "HD"}
+ORDER_CONTROL = {"revoked": "CA", "on-hold": "HD"}     # ORC-1; anything else is NW
 GENDER = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 NAME_USE = {"official": "L", "usual": "D", "nickname": "N", "maiden": "M", "anonymous": "S"}
 
@@ -29,6 +41,22 @@ def bundle_to_oru_r01(bundle: dict, *, control_id: str, timestamp: datetime,
     """Write the results in ``bundle`` as one ORU^R01 message (bytes, no MLLP framing)."""
     return _Writer(bundle).write(control_id, timestamp, sending_app, sending_facility,
                                  receiving_app, receiving_facility, version)
+
+
+def bundle_to_oml_o21(bundle: dict, *, control_id: str, timestamp: datetime,
+                      sending_app: str = "LABGATE", sending_facility: str = "",
+                      receiving_app: str = "", receiving_facility: str = "",
+                      version: str = "2.5.1") -> bytes:
+    """Write the orders in ``bundle`` (ServiceRequests with their Specimens and
+    Patient) as one OML^O21 message (bytes, no MLLP framing).
+
+    Raises ValueError when the bundle holds no ServiceRequest.
+    """
+    writer = _Writer(bundle)
+    if not writer.by_type.get("ServiceRequest"):
+        raise ValueError("an OML^O21 needs at least one ServiceRequest in the bundle")
+    return writer.write_oml(control_id, timestamp, sending_app, sending_facility,
+                            receiving_app, receiving_facility, version)
 
 
 class _Writer:
@@ -55,9 +83,62 @@ class _Writer:
                        "AL", "NE", "", "UNICODE UTF-8"])]
         patients = self.by_type.get("Patient") or []
         segs.append(self.pid(patients[0] if patients else {}))
+        for number, o in enumerate(self.patient_observations(), 1):
+            segs += self.obx(number, o)
         for number, (sr, dr, obs, specs) in enumerate(self.groups(), 1):
             segs += self.group(number, sr, dr, obs, specs)
         return w.message(segs, "utf-8")
+
+    def write_oml(self, control_id, timestamp, sending_app, sending_facility, receiving_app,
+                  receiving_facility, version) -> bytes:
+        segs = [w.msh([w.hd(sending_app), w.hd(sending_facility), w.hd(receiving_app),
+                       w.hd(receiving_facility), v2_now(timestamp), "", "OML^O21^OML_O21",
+                       w.component([control_id]), "P", w.component([version]), "", "",
+                       "AL", "NE", "", "UNICODE UTF-8"])]
+        patients = self.by_type.get("Patient") or []
+        segs.append(self.pid(patients[0] if patients else {}))
+        for number, sr in enumerate(self.by_type.get("ServiceRequest") or [], 1):
+            segs += self.order(number, sr)
+        return w.message(segs, "utf-8")
+
+    def order(self, number: int, sr: dict) -> list[str]:
+        """ORC, OBR, NTE*, (OBX NTE*)*, (SPM NTE*)* of one ServiceRequest."""
+        placer, filler = self.order_ids(sr)
+        status = sr.get("status", "")
+        requester = w.component(self.person(sr.get("requester")))
+        segs = [w.segment("ORC", [
+            ORDER_CONTROL.get(status, "NW"), placer, filler, "", SR_STATUS.get(status, ""),
+            "", "", "", to_v2(sr.get("authoredOn", "")), "", "", requester])]
+        specs = [s for s in map(self.resolve, sr.get("specimen") or []) if s] or \
+            [s for s in self.by_type.get("Specimen") or []
+             if any(self.resolve(r) is sr for r in s.get("request") or [])]
+        first = specs[0] if specs else {}
+        coll = first.get("collection") or {}
+        segs.append(w.segment("OBR", [
+            str(number), placer, filler, w.component(dt.codeable_to_v2(sr.get("code"))), "", "",
+            to_v2(coll.get("collectedDateTime", "")), "", "",
+            w.component(self.person(coll.get("collector"))), "", "", "", "", "", requester]))
+        segs += self.notes(sr)
+        supporting = [o for o in map(self.resolve, sr.get("supportingInfo") or [])
+                      if o and o.get("resourceType") == "Observation"]
+        for k, o in enumerate(supporting, 1):
+            segs += self.obx(k, o)
+        for k, spec in enumerate(specs, 1):
+            segs.append(self.spm(k, spec))
+            segs += self.notes(spec)
+        return segs
+
+    @staticmethod
+    def order_ids(sr: dict) -> tuple[str, str]:
+        """Encoded placer and filler order numbers (ORC/OBR-2 and -3)."""
+        placer = filler = None
+        for ident in sr.get("identifier") or []:
+            code = ((ident.get("type") or {}).get("coding") or [{}])[0].get("code")
+            if code == "PLAC" and placer is None:
+                placer = ident
+            elif code == "FILL" and filler is None:
+                filler = ident
+        return w.component(dt.ei_to_v2(placer)), w.component(dt.ei_to_v2(filler))
 
     # ------------------------------------------------------------ grouping
 
@@ -73,7 +154,7 @@ class _Writer:
             out.append((sr, dr, obs, specs))
         rest: dict[int, tuple] = {}
         for o in self.by_type.get("Observation") or []:
-            if id(o) in listed:
+            if id(o) in listed or _patient_level(o):
                 continue
             sr = self.resolve((o.get("basedOn") or [None])[0])
             key = id(sr)
@@ -84,6 +165,10 @@ class _Writer:
             if spec and all(spec is not s for s in rest[key][3]):
                 rest[key][3].append(spec)
         return out + list(rest.values())
+
+    def patient_observations(self) -> list[dict]:
+        """Observations about the patient alone (v2.7+ PATIENT_OBSERVATION OBX)."""
+        return [o for o in self.by_type.get("Observation") or [] if _patient_level(o)]
 
     # ------------------------------------------------------------ segments
 
@@ -107,14 +192,7 @@ class _Writer:
     def group(self, number: int, sr: dict | None, dr: dict | None, obs: list[dict],
               specs: list[dict]) -> list[str]:
         sr, dr = sr or {}, dr or {}
-        placer = filler = None
-        for ident in sr.get("identifier") or []:
-            code = ((ident.get("type") or {}).get("coding") or [{}])[0].get("code")
-            if code == "PLAC" and placer is None:
-                placer = ident
-            elif code == "FILL" and filler is None:
-                filler = ident
-        placer_v2, filler_v2 = w.component(dt.ei_to_v2(placer)), w.component(dt.ei_to_v2(filler))
+        placer_v2, filler_v2 = self.order_ids(sr)
         segs = [w.segment("ORC", ["RE", placer_v2, filler_v2, "",
                                   SR_STATUS.get(sr.get("status", ""), "")])]
         code = sr.get("code") if sr else dr.get("code") or (obs[0].get("code") if obs else None)
@@ -133,7 +211,7 @@ class _Writer:
         for o in obs:       # results of the first specimen (or none) come before any SPM
             if self.resolve(o.get("specimen")) in (None, first) or not specs:
                 obx_no += 1
-                segs += self.obx(obx_no, o)
+                segs += self.obx(obx_no, o, dr.get("issued", ""))
         for k, spec in enumerate(specs):
             segs.append(self.spm(k + 1, spec))
             segs += self.notes(spec)
@@ -142,7 +220,7 @@ class _Writer:
             for o in obs:
                 if self.resolve(o.get("specimen")) is spec:
                     obx_no += 1
-                    segs += self.obx(obx_no, o)
+                    segs += self.obx(obx_no, o, dr.get("issued", ""))
         return segs
 
     @staticmethod
@@ -159,7 +237,7 @@ class _Writer:
         fields += [to_v2(coll.get("collectedDateTime", "")), to_v2(spec.get("receivedTime", ""))]
         return w.segment("SPM", fields)
 
-    def obx(self, number: int, o: dict) -> list[str]:
+    def obx(self, number: int, o: dict, report_issued: str = "") -> list[str]:
         vtype, value, unit = _value(o)
         ranges = o.get("referenceRange") or [{}]
         rng = ranges[0]
@@ -182,8 +260,22 @@ class _Writer:
             OBX_STATUS.get(o.get("status", ""), ""), "", "",
             to_v2(o.get("effectiveDateTime", "")), "", w.repeated(performers),
             w.component(dt.codeable_to_v2(o.get("method"))), w.component(dt.ei_to_v2(device)),
-            to_v2(o.get("issued", ""))])
+            to_v2(analysis_time(o, report_issued))])
         return [seg] + self.notes(o)
+
+
+def _patient_level(o: dict) -> bool:
+    return not o.get("basedOn") and not o.get("specimen")
+
+
+def analysis_time(o: dict, report_issued: str = "") -> str:
+    """OBX-19: the analysis-date-time extension, else ``issued`` when it is not
+    just the report's (OBR-22) time copied down."""
+    for ext in o.get("extension") or []:
+        if ext.get("url") == ANALYSIS_TIME_EXT and ext.get("valueDateTime"):
+            return ext["valueDateTime"]
+    issued = o.get("issued", "")
+    return issued if issued != report_issued else ""
 
 
 def _value(o: dict) -> tuple[str, str, dict | None]:

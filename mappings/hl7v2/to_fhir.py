@@ -1,11 +1,22 @@
-"""ORU^R01 (and ORU^R30/R31) → a FHIR R4 transaction Bundle of plain dicts.
+"""HL7 v2 lab messages → a FHIR R4 transaction Bundle of plain dicts.
 
-One Patient (PID), and per OBR: a ServiceRequest, its Specimens (SPM, else
-OBR-7/OBR-10), one Observation per OBX and a DiagnosticReport. People named in
-OBR-16, OBR-10 and OBX-16 become Practitioner entries, one per person.
-fullUrls are ``urn:uuid:`` uuid5 of ``{control_id}/{type}/{index}``, so the same
-message always yields the same bundle. Every segment that is not mapped is
-reported as an information issue, never silently dropped.
+Results (ORU^R01, ORU^R30/R31, OUL^R22): one Patient (PID), and per OBR a
+ServiceRequest, its Specimens (SPM, else OBR-7/OBR-10), one Observation per
+OBX and a DiagnosticReport. Orders (OML^O21, ORM^O01): per OBR a
+ServiceRequest with its Specimens (``ServiceRequest.specimen``) and the
+order's OBX as Observations in ``ServiceRequest.supportingInfo``; no report.
+
+Group shapes read: several ORDER_OBSERVATION groups; SPM after the OBX of
+its order or before them; SPM before the OBR (OUL^R22 v2.5+ SPECIMEN group,
+whose own OBX become specimen-level Observations, and which is shared by all
+OBRs until the next SPM); NTE after PID, OBR, OBX and SPM; patient-level OBX
+(before any ORC/OBR: the v2.7+ PATIENT_OBSERVATION group — accepted in every
+version, with a warning below 2.7) become Observations with only a subject.
+People named in OBR-16/ORC-12, OBR-10 and OBX-16 become Practitioner
+entries, one per person. fullUrls are ``urn:uuid:`` uuid5 of
+``{control_id}/{type}/{index}``, so the same message always yields the same
+bundle. Every segment that is not mapped is reported as an information issue
+``HL7-SEGMENT-NOT-MAPPED``, never silently dropped.
 """
 from __future__ import annotations
 
@@ -22,7 +33,8 @@ from .timestamps import DEFAULT_TZ, to_fhir_date, to_fhir_datetime, to_fhir_inst
 
 NAMESPACE = uuid.UUID("6f1c2a9e-4b7d-5e3f-9a51-0c8d2b7e4f10")
 _NS_BYTES = NAMESPACE.bytes
-SUPPORTED = {("ORU", "R01"), ("ORU", "R30"), ("ORU", "R31")}
+SUPPORTED = {("ORU", "R01"): "result", ("ORU", "R30"): "result", ("ORU", "R31"): "result",
+             ("OUL", "R22"): "result", ("OML", "O21"): "order", ("ORM", "O01"): "order"}
 
 OBX_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled",
               "I": "registered", "O": "registered", "R": "preliminary", "S": "preliminary",
@@ -30,6 +42,10 @@ OBX_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelle
 OBR_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled",
               "I": "registered", "O": "registered", "S": "partial", "A": "partial",
               "R": "partial"}
+# ORC-1 order control when ORC-5 order status is empty (new orders carry only NW).
+ORDER_CONTROL_STATUS = {"NW": "active", "XO": "active", "SC": "active", "CA": "revoked",
+                        "OC": "revoked", "DC": "revoked", "HD": "on-hold", "OH": "on-hold"}
+ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
 ORC_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "IP": "active",
               "SC": "active", "A": "active", "HD": "on-hold", "RP": "active"}
 GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown",
@@ -66,35 +82,54 @@ def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ) -> tuple[dict, list
     timestamps that carry no offset.
     """
     h = msg.header()
-    if (h["message_code"], h["trigger"]) not in SUPPORTED:
+    kind = SUPPORTED.get((h["message_code"], h["trigger"]))
+    if kind is None:
         issue = Issue("error", "HL7-UNSUPPORTED-MESSAGE-TYPE", "MSH-9",
-                      f"message type {h['message_type']!r} is not supported (ORU^R01, ORU^R30)",
+                      f"message type {h['message_type']!r} is not supported "
+                      f"({', '.join(sorted('^'.join(k) for k in SUPPORTED))})",
                       f"Meldingstypen {h['message_type']!r} støttes ikke")
         return {"resourceType": "Bundle", "type": "transaction"}, [issue]
-    return _OruMapper(msg, default_tz).run()
+    return _Mapper(msg, default_tz, kind).run()
+
+
+class _Spec:
+    """One SPM with its NTEs, the OBX that sit directly under it (OUL^R22 v2.5+
+    SPECIMEN group) and, once written, its Specimen reference."""
+
+    __slots__ = ("spm", "notes", "number", "results", "ref")
+
+    def __init__(self, spm: Segment, number: int):
+        self.spm, self.number = spm, number
+        self.notes: list[Segment] = []
+        self.results: list[list] = []     # [obx, notes, None, obx number]
+        self.ref: dict | None = None
 
 
 class _Group:
-    """One ORDER_OBSERVATION group: ORC?, OBR, NTE*, (OBX NTE*)*, (SPM NTE* (OBX NTE*)*)*."""
+    """One ORDER_OBSERVATION / OBSERVATION_REQUEST group:
+    ORC?, OBR, NTE*, (OBX NTE*)*, (SPM NTE* (OBX NTE*)*)* — or, in a
+    specimen-first OUL^R22, the SPM that came before the OBR."""
 
     def __init__(self, orc: Segment | None, obr: Segment, number: int):
         self.orc, self.obr, self.number = orc, obr, number
         self.notes: list[Segment] = []
         self.collected = self.issued = ""   # OBR-7 and OBR-22 as FHIR, read once
-        self.results: list[list] = []     # [obx, notes, spm index or None, obx number]
-        self.specimens: list[list] = []   # [spm, notes, spm number]
+        self.results: list[list] = []     # [obx, notes, _Spec or None, obx number]
+        self.specimens: list[_Spec] = []
 
 
-class _OruMapper:
-    def __init__(self, msg: Message, default_tz: str):
+class _Mapper:
+    def __init__(self, msg: Message, default_tz: str, kind: str = "result"):
         self.msg = msg
         self.tz = default_tz
+        self.kind = kind
         self.cid = msg.control_id
         self.issues: list[Issue] = list(msg.issues)
         self.entries: list[dict] = []
         self.counts: dict[str, int] = {}
         self.people: dict[tuple, dict] = {}
         self.patient_ref: dict | None = None
+        self.patient_obs: list[list] = []     # patient-level OBX: [obx, notes, None, number]
 
     # ------------------------------------------------------------ structure
 
@@ -108,6 +143,8 @@ class _OruMapper:
         if not groups:
             self._issue("error", "HL7-OBR-MISSING", "OBR", "the message has no OBR segment",
                         "Meldingen mangler OBR-segment")
+        for obx, ntes, _, number in self.patient_obs:
+            self._observation(obx, ntes, number, None, None)
         for g in groups:
             self._group(g)
         return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}, \
@@ -118,6 +155,8 @@ class _OruMapper:
         groups: list[_Group] = []
         orc: Segment | None = None
         note_target: list | None = None     # where an NTE goes
+        spec_first: _Spec | None = None     # OUL^R22: the SPM that heads the next OBRs
+        spm_first_mode = False
         seen: dict[str, int] = {}
         for seg in self.msg.segments[1:]:
             name = seg.name
@@ -130,29 +169,74 @@ class _OruMapper:
                 else:
                     self._issue("error", "HL7-PID-REPEATED", loc,
                                 "more than one patient in one message is not supported")
+            elif name == "ORC" and self._orc_follows_obr(cur, orc):
+                cur.orc, note_target = seg, cur.notes     # OUL^R22: OBR, ORC?, NTE*
             elif name == "ORC":
+                if orc is not None:
+                    self._not_mapped(orc, f"ORC[{n - 1}]", "an ORC without an OBR")
                 orc, note_target = seg, None
             elif name == "OBR":
                 groups.append(_Group(orc, seg, n))
+                if spec_first is not None:
+                    groups[-1].specimens.append(spec_first)
                 orc, note_target = None, groups[-1].notes
             elif name == "OBX":
-                if cur is None:
-                    self._issue("error", "HL7-OBX-BEFORE-OBR", loc,
-                                "an OBX comes before any OBR", "OBX før OBR")
+                target = self._obx_target(cur, orc, spec_first, pid, loc)
+                if target is None:
                     note_target = None
                     continue
-                spm = len(cur.specimens) - 1 if cur.specimens else None
-                cur.results.append([seg, [], spm, n])
-                note_target = cur.results[-1][1]
-            elif name == "SPM" and cur is not None:
-                cur.specimens.append([seg, [], n])
-                note_target = cur.specimens[-1][1]
+                target.append([seg, [], None, n])
+                if cur is not None and target is cur.results and cur.specimens \
+                        and not spm_first_mode:
+                    target[-1][2] = cur.specimens[-1]
+                note_target = target[-1][1]
+            elif name == "SPM":
+                spec = _Spec(seg, n)
+                if cur is None or spm_first_mode or orc is not None:
+                    spm_first_mode, spec_first = True, spec   # heads the OBRs that follow
+                else:
+                    cur.specimens.append(spec)
+                note_target = spec.notes
             elif name == "NTE" and note_target is not None:
                 note_target.append(seg)
             else:
-                self._issue("information", "HL7-SEGMENT-NOT-MAPPED", loc,
-                            f"segment {name} is not mapped to FHIR")
+                self._not_mapped(seg, loc)
+        if orc is not None:
+            self._not_mapped(orc, f"ORC[{seen['ORC']}]", "an ORC without an OBR")
         return pid, groups
+
+    def _orc_follows_obr(self, cur: _Group | None, orc: Segment | None) -> bool:
+        """In OUL^R22 the ORC comes after its OBR (ORDER: OBR, ORC?, NTE*, …)."""
+        return self.msg.segments[0].value(9) == "OUL" and cur is not None \
+            and cur.orc is None and orc is None and not cur.results
+
+    def _obx_target(self, cur, orc, spec_first, pid, loc) -> list | None:
+        """Where an OBX belongs: its order group, the specimen before the next
+        OBR (OUL^R22), or the patient (v2.7+ PATIENT_OBSERVATION)."""
+        if spec_first is not None and (cur is None or spec_first not in cur.specimens):
+            return spec_first.results
+        if cur is not None and orc is None:
+            return cur.results
+        if cur is None and orc is None and pid is not None:
+            version = self.msg.version
+            if _version_at_least(version, (2, 7)):
+                self._issue("information", "HL7-OBX-PATIENT-LEVEL", loc,
+                            "an OBX directly under the patient is mapped as a patient "
+                            "observation (v2.7+ PATIENT_OBSERVATION)")
+            else:
+                self._issue("warning", "HL7-OBX-PATIENT-LEVEL", loc,
+                            f"an OBX before any OBR is not in the v{version} structure; "
+                            "mapped as a patient observation",
+                            "OBX før OBR er tolket som en observasjon om pasienten")
+            return self.patient_obs
+        self._issue("error", "HL7-OBX-BEFORE-OBR", loc,
+                    "an OBX comes after an ORC but before its OBR", "OBX før OBR")
+        return None
+
+    def _not_mapped(self, seg: Segment, loc: str, what: str = "") -> None:
+        self._issue("information", "HL7-SEGMENT-NOT-MAPPED", loc,
+                    f"{what or 'segment ' + seg.name} is not mapped to FHIR",
+                    f"segmentet {seg.name} er ikke overført til FHIR")
 
     # ------------------------------------------------------------ resources
 
@@ -243,13 +327,17 @@ class _OruMapper:
         obr, loc = g.obr, f"OBR[{g.number}]"
         g.collected = self._datetime(obr, 7, loc)
         g.issued = self._datetime(obr, 22, loc, instant=True)
-        sr_ref = self._service_request(g)
+        sr_ref, sr = self._service_request(g)
         specimen_refs = self._specimens(g, sr_ref)
         results = []
-        for obx, ntes, spm, number in g.results:
-            spec = specimen_refs[spm] if spm is not None else \
+        for obx, ntes, spec, number in g.results:
+            ref = spec.ref if spec is not None else \
                 (specimen_refs[0] if specimen_refs else None)
-            results.append(self._observation(g, obx, ntes, number, sr_ref, spec))
+            results.append(self._observation(obx, ntes, number, sr_ref, ref, g))
+        if self.kind == "order":
+            dt.put(sr, "specimen", [dict(r) for r in specimen_refs])
+            dt.put(sr, "supportingInfo", results)
+            return
         dr: dict = {"resourceType": "DiagnosticReport"}
         dr["basedOn"] = [dict(sr_ref)]
         dr["status"] = OBR_STATUS.get(obr.value(25).strip().upper(), "unknown")
@@ -284,8 +372,12 @@ class _OruMapper:
                 idents.append({"type": {"coding": [{"system": systems.V2_0203, "code": code}]},
                                **ident})
         dt.put(sr, "identifier", idents)
-        status = ORC_STATUS.get(orc.value(5).strip().upper(), "") if orc is not None else ""
-        sr["status"] = status or "unknown"
+        status = ""
+        if orc is not None:
+            status = ORC_STATUS.get(orc.value(5).strip().upper(), "") or \
+                ORDER_CONTROL_STATUS.get(orc.value(1).strip().upper(), "")
+        # An order message's OBR without ORC status is a new order (implicit NW).
+        sr["status"] = status or ("active" if self.kind == "order" else "unknown")
         sr["intent"] = "order"
         dt.put(sr, "code", dt.codeable(obr.component_values(4)))
         self._subject(sr)
@@ -294,21 +386,32 @@ class _OruMapper:
             requester = self._person(orc, 12)
         dt.put(sr, "requester", requester)
         dt.put(sr, "note", self._notes(g.notes))
-        return self._add(sr)
+        if self.kind == "order" and orc is not None:
+            dt.put(sr, "authoredOn", self._datetime(orc, 9, f"ORC[{g.number}]"))
+        return self._add(sr), sr
 
     def _specimens(self, g: _Group, sr_ref: dict) -> list[dict]:
-        obr = g.obr
         collected = g.collected
-        collector = self._person(obr, 10)
-        refs = []
+        collector = self._person(g.obr, 10)
         if not g.specimens:
             if not collected and collector is None:
                 return []
             return [self._specimen(None, [], sr_ref, collected, collector, "")]
-        for spm, ntes, number in g.specimens:
-            refs.append(self._specimen(spm, ntes, sr_ref, collected, collector,
-                                       f"SPM[{number}]"))
+        refs = []
+        for spec in g.specimens:
+            if spec.ref is None:
+                spec.ref = self._specimen(spec.spm, spec.notes, sr_ref, collected, collector,
+                                          f"SPM[{spec.number}]")
+                for obx, ntes, _, number in spec.results:
+                    self._observation(obx, ntes, number, None, spec.ref, g)
+            else:       # one specimen for several orders (OUL^R22)
+                self._resource(spec.ref)["request"].append(dict(sr_ref))
+            refs.append(spec.ref)
         return refs
+
+    def _resource(self, ref: dict) -> dict:
+        url = ref["reference"]
+        return next(e["resource"] for e in reversed(self.entries) if e["fullUrl"] == url)
 
     def _specimen(self, spm: Segment | None, ntes: list[Segment], sr_ref: dict,
                   collected: str, collector: dict | None, loc: str) -> dict:
@@ -330,17 +433,24 @@ class _OruMapper:
         dt.put(sp, "note", self._notes(ntes))
         return self._add(sp)
 
-    def _observation(self, g: _Group, obx: Segment, ntes: list[Segment], number: int,
-                     sr_ref: dict, spec: dict | None) -> dict:
+    def _observation(self, obx: Segment, ntes: list[Segment], number: int,
+                     sr_ref: dict | None, spec: dict | None, g: _Group | None = None) -> dict:
+        """One OBX. Without ``sr_ref`` it is a patient- or specimen-level observation."""
         loc = f"OBX[{number}]"
         ob: dict = {"resourceType": "Observation"}
-        ob["basedOn"] = [dict(sr_ref)]
+        if sr_ref is not None:
+            ob["basedOn"] = [dict(sr_ref)]
         ob["status"] = OBX_STATUS.get(obx.value(11).strip().upper(), "unknown")
         ob["category"] = [{"coding": [{"system": systems.OBS_CATEGORY, "code": "laboratory"}]}]
         ob["code"] = self._code(obx, 3, f"{loc}-3")
         self._subject(ob)
-        dt.put(ob, "effectiveDateTime", self._datetime(obx, 14, loc) or g.collected)
-        dt.put(ob, "issued", self._datetime(obx, 19, loc, instant=True) or g.issued)
+        dt.put(ob, "effectiveDateTime",
+               self._datetime(obx, 14, loc) or (g.collected if g is not None else ""))
+        analysed = self._datetime(obx, 19, loc)
+        if analysed:
+            ob["extension"] = [{"url": ANALYSIS_TIME_EXT, "valueDateTime": analysed}]
+        issued = to_fhir_instant(obx.value(19), self.tz) if analysed else ""
+        dt.put(ob, "issued", issued or (g.issued if g is not None else ""))
         performers = [p for r in range(len(obx.repetitions(16))) if (p := self._person(obx, 16, r))]
         dt.put(ob, "performer", performers)
         unit = self._unit(obx)
@@ -453,3 +563,11 @@ class _OruMapper:
             if low is not None and high is not None:
                 return {"low": self._quantity(low, unit), "high": self._quantity(high, unit)}
         return {"text": text}
+
+
+def _version_at_least(version: str, floor: tuple[int, int]) -> bool:
+    parts = version.split(".")
+    try:
+        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) >= floor
+    except ValueError:
+        return False

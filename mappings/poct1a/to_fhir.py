@@ -5,7 +5,10 @@
 - each ``SVC`` with role ``OBS`` (patient service) gives one Patient (from
   ``PT.patient_id``; FNR/DNR/FH-nummer recognised) and one Observation per
   ``OBS``: code via the per-sender ``code_map``, ``valueQuantity`` from
-  ``V``/``U`` (UCUM), ``effectiveDateTime`` from ``SVC.observation_dttm``,
+  ``V``/``U`` (UCUM), ``effectiveDateTime`` and the analysis time (standard
+  ``observation-analysis-date-time`` extension) from ``SVC.observation_dttm``
+  (POCT1-A2 carries no separate collection time; point-of-care samples are
+  analysed at collection),
   performer = ``OPR.operator_id`` (logical reference), device = the
   analyser, method = ``OBS.method_cd``, reagent name/lot/expiry as a note;
 - each ``SVC`` with another role (``LQC`` liquid QC, ``CAL`` calibration …)
@@ -33,6 +36,8 @@ from .values import parse_datetime, parse_number, same_unit, ucum
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:labgate:poct1a")
 DEFAULT_TZ = "Europe/Oslo"
+#: Standard extension (FHIR extensions pack) for the time the analysis was done.
+ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
 PATIENT_ROLES = frozenset({"OBS"})
 # Operator ids are the gateway's own (it pushes them to devices in OPL.R01).
 OPERATOR_SYSTEM = systems.local_system("operator", "poct1a")
@@ -252,6 +257,7 @@ def _observation(ctx: _Ctx, svc: Element, obs: Element, loc: str, when: str | No
     }
     if when:
         resource["effectiveDateTime"] = when
+        resource["extension"] = [{"url": ANALYSIS_TIME_EXT, "valueDateTime": when}]
     _performer_method_note(ctx, svc, obs, resource)
     order = source.value(svc, "ORD.order_id")
     if order:

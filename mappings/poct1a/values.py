@@ -36,12 +36,17 @@ def same_unit(device_unit: str | None, expected: str | None) -> bool:
     return got == want or got.casefold() == want.casefold()
 
 
+MAX_NUMBER_CHARS = 40
+
+
 def parse_number(text: str) -> tuple[str | None, int | float] | None:
     """``"27"`` -> (None, 27); ``"<5,5"`` -> ("<", 5.5); None when not a number."""
     m = _NUMBER.match(text)
     if m is None:
         return None
     digits = m.group(2).replace(",", ".")
+    if len(digits) > MAX_NUMBER_CHARS:      # no lab value has this many digits; hostile input
+        return None
     number = float(digits)
     if re.fullmatch(r"[+-]?\d+", digits):
         number = int(digits)

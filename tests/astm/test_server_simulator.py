@@ -60,7 +60,7 @@ async def simulate(server: AstmServer, scenario="crp", faults=frozenset(), **kw)
 
 
 def expected_crp() -> list[bytes]:
-    return [crp_patient(NOW), crp_qc(NOW), host_query(NOW)]
+    return [crp_qc(NOW), crp_patient(NOW), host_query(NOW)]
 
 
 async def test_crp_session_arrives_intact_and_the_query_is_answered():

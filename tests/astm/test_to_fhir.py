@@ -9,7 +9,7 @@ from fhir.resources.R4B.bundle import Bundle
 from adapters.astm.e1394 import parse_message
 from adapters.astm.scenarios import crp_patient, crp_qc
 from mappings import systems
-from mappings.astm.to_fhir import astm_to_bundle
+from mappings.astm.to_fhir import ANALYSIS_TIME_EXT, astm_to_bundle
 from astm_data import records
 
 
@@ -205,11 +205,22 @@ def test_lab_assigned_id_is_used_when_p3_is_empty(code_map):
     assert resources(bundle, "Patient")[0]["identifier"][0]["system"] == systems.FNR
 
 
-def test_missing_collection_time_falls_back_with_a_warning(code_map):
+def test_missing_collection_time_is_not_replaced_by_the_analysis_time(code_map):
     data = records("E5").replace(b"|20250314092500|", b"||")
     bundle, issues, _ = mapped(data, code_map)
     assert codes(issues) == ["ASTM-COLLECTION-TIME-MISSING"]
-    assert resources(bundle, "Observation")[0]["effectiveDateTime"] == "2025-03-14T09:26:10+01:00"
+    obs = resources(bundle, "Observation")[0]
+    assert "effectiveDateTime" not in obs
+    assert obs["extension"] == [{"url": ANALYSIS_TIME_EXT, "valueDateTime": "2025-03-14T09:30:00+01:00"}]
+
+
+def test_analysis_time_extension_is_the_one_the_rules_read(code_map):
+    from gateway.validation.fhir_ext import ANALYSIS_TIME_EXT as RULES_EXT
+    assert ANALYSIS_TIME_EXT == RULES_EXT
+    bundle, _, _ = mapped(records("E5"), code_map)
+    obs = resources(bundle, "Observation")[0]
+    assert obs["extension"] == [{"url": RULES_EXT, "valueDateTime": "2025-03-14T09:30:00+01:00"}]
+    assert obs["effectiveDateTime"] == "2025-03-14T09:25:00+01:00"
 
 
 def test_unreadable_time_is_a_warning(code_map):

@@ -147,7 +147,7 @@ def test_oru_r30_is_supported():
 @pytest.mark.parametrize("segments, code", [
     ((MSH, OBR, "OBX|1|NM|X^X^L||1"), "HL7-PID-MISSING"),
     ((MSH, PID), "HL7-OBR-MISSING"),
-    ((MSH, PID, "OBX|1|NM|X^X^L||1", OBR), "HL7-OBX-BEFORE-OBR"),
+    ((MSH, PID, "ORC|NW|ORD-1", "OBX|1|NM|X^X^L||1", OBR), "HL7-OBX-BEFORE-OBR"),
     ((MSH, PID, PID, OBR), "HL7-PID-REPEATED"),
 ])
 def test_structural_errors(segments, code):

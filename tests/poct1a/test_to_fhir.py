@@ -33,6 +33,8 @@ def test_e2_crp_maps_to_npu19748_mg_per_l(domain_examples, code_map):
     assert {"system": systems.LOINC, "code": "1988-5"} in obs["code"]["coding"]
     assert obs["valueQuantity"] == {"value": 27, "unit": "mg/L", "system": systems.UCUM, "code": "mg/L"}
     assert obs["effectiveDateTime"] == "2025-03-14T09:30:55+01:00"
+    assert obs["extension"] == [{"url": "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time",
+                                 "valueDateTime": "2025-03-14T09:30:55+01:00"}]
     assert obs["performer"][0]["identifier"]["value"] == "OP017"
     assert obs["method"]["coding"][0]["code"] == "M"
     assert "lot 10012345" in obs["note"][0]["text"]

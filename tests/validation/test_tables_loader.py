@@ -79,6 +79,20 @@ def test_stability_lookup_prefers_the_most_specific_row():
     ("specimen_stability.csv", "NPU03230,edta,*,1.5,x", "not a whole number of minutes"),
     ("qc_intervals.csv", "NPU19748,60,x", "duplicate analysis 'NPU19748'"),
     ("unit_aliases.csv", "mmol/l,mmol/L", "duplicate alias"),
+    ("delta_checks.csv", "NPU03230,1,25,60,x", "duplicate analysis 'NPU03230'"),
+    ("delta_checks.csv", "NPU00000,1,25,60,x", "analysis 'NPU00000' is not in analyses.csv"),
+    ("delta_checks.csv", "NPU19748,,,60,x", "give max_abs_change, max_rel_change or both"),
+    ("delta_checks.csv", "NPU19748,-1,,60,x", "column max_abs_change must be above 0"),
+    ("delta_checks.csv", "NPU19748,5,,0,x", "window_minutes must be above 0"),
+    ("delta_checks.csv", "NPU19748,5,,1 day,x", "not a whole number of minutes"),
+    ("delta_checks.csv", "NPU59390,5,,60,x", "has no unit"),
+    ("haemolysis_limits.csv", "NPU03230,50,yes,x", "duplicate analysis 'NPU03230'"),
+    ("haemolysis_limits.csv", "NPU19748,,no,x", "row checks nothing"),
+    ("haemolysis_limits.csv", "NPU19748,high,yes,x", "is not a number"),
+    ("haemolysis_limits.csv", "NPU19748,-5,yes,x", "must not be negative"),
+    ("haemolysis_limits.csv", "NPU19748,50,often,x", "is not yes/no"),
+    ("haemolysis_index_codes.csv", "H-INDEX,x", "duplicate code 'H-INDEX'"),
+    ("haemolysis_index_codes.csv", "NPU19748,x", "is an analysis in analyses.csv"),
 ])
 def test_bad_row_names_file_line_and_reason(tables_dir, file, line, reason):
     n = _append(tables_dir / file, line)
@@ -125,3 +139,14 @@ def test_missing_file_and_bad_encoding(tables_dir):
 def test_header_only_table_is_empty_not_an_error(tables_dir):
     (tables_dir / "qc_intervals.csv").write_text("analysis,max_minutes,source\n")
     assert tl.load_tables(tables_dir).qc_interval_minutes == {}
+
+
+def test_new_tables_seed_content():
+    t = tl.load_tables()
+    k = t.delta["NPU03230"]
+    assert (k.max_abs, k.max_rel, k.window_minutes) == (1.0, 25.0, 4320)
+    assert t.delta["NPU03429"].max_rel is None
+    assert t.haemolysis["NPU03230"].max_index == 90 and t.haemolysis["NPU03230"].flag_fails
+    assert t.haemolysis["32693-4"].max_index is None
+    assert "H-INDEX" in t.haemolysis_index_codes
+    assert t.max_delta_window_minutes == 4320

@@ -1,0 +1,65 @@
+"""Console response headers and CSRF enforcement (one aiohttp middleware).
+
+Every /console and /api/admin response gets a strict Content-Security-Policy
+(scripts and styles only from the gateway itself, nothing inline), framing
+refused, no referrer, no MIME sniffing, and ``Cache-Control: no-store``
+(the console shows patient data; nothing of it may stay in a cache).
+Any state-changing request authenticated by a session cookie must carry the
+session's CSRF token, wherever it is sent.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import users
+from .. import logging as log_setup
+from ..authz import PRINCIPAL, Forbidden
+
+log = log_setup.get("labgate.console")
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_console(path: str) -> bool:
+    return path == "/console" or path.startswith(("/console/", "/api/admin"))
+
+
+@web.middleware
+async def console_guard(request: web.Request, handler):
+    who = request.get(PRINCIPAL)
+    if (request.method not in SAFE_METHODS and who is not None and who.kind == "user"
+            and not users.csrf_ok(request)):
+        resp = web.json_response({"error": "csrf", "detail": "missing or wrong X-CSRF-Token"},
+                                 status=403)
+    else:
+        try:
+            resp = await handler(request)
+        except web.HTTPException as e:
+            if not is_console(request.path):
+                raise
+            resp = _render(request, e)
+    if is_console(request.path):
+        resp.headers.update(HEADERS)
+    return resp
+
+
+def _render(request: web.Request, e: web.HTTPException) -> web.Response:
+    """An HTTP error as a response we can add the console headers to."""
+    if isinstance(e, Forbidden):
+        who = request.get(PRINCIPAL)
+        log.info("http.forbidden", path=request.path, who=who.name if who else None)
+        return web.json_response({"error": "forbidden", "detail": e.reason}, status=403)
+    return web.Response(status=e.status, reason=e.reason, text=e.text,
+                        content_type=e.content_type or "text/plain")

@@ -1,0 +1,401 @@
+"""The instrument path: ASTM message / POCT1-A observation -> mapping (the
+instrument's code map) -> instrument checks -> validation (with the QC and
+operator lookups) -> route -> durable store -> QC events -> answer.
+
+- ``message_type`` for routing: ``ASTM`` (ASTM patient results) and
+  ``POCT1A-OBS`` (POCT1-A patient results). Messages holding only QC runs
+  (``ASTM-QC``, ``POCT1A-QC``) or only host queries (``ASTM-QUERY``) are
+  stored but never routed: QC is not a patient result (DOMAIN.md §4.6).
+- ``control_id`` in the store: ``<serial>/<H-14>/<H-3>`` (ASTM; a digest of
+  the message when H-3 is empty) or
+  ``<serial>/<HDR.creation_dttm>/<HDR.control_id>/<digest>`` (POCT1-A), because
+  analysers restart their counters per session or power cycle; a resend of
+  the same message is acknowledged again and not stored twice (POCT1-A ids
+  also carry a digest of the message: devices restart numbering per
+  conversation).
+- Identity: the listener binds the peer to a system (its allow-list); every
+  serial number a message names (header, result device, QC run) must be a
+  registered, enabled instrument of that system, otherwise the message is
+  rejected with ``INSTRUMENT-UNKNOWN`` / ``INSTRUMENT-NOT-PERMITTED`` /
+  ``INSTRUMENT-DISABLED``; an analysis the instrument is not registered for
+  gives ``INSTRUMENT-ANALYSIS-NOT-REGISTERED``.
+- Answers: ASTM has no application-level negative acknowledgement (E1381
+  only acknowledges frames), so a rejected ASTM message is stored as
+  rejected and its last frame is still ACKed after the commit; the rejection
+  is logged (``instruments.astm_rejected``) and visible in the console.
+  POCT1-A gets ACK AA after commit, or ACK AE whose text lists the rule codes.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import orjson
+
+from adapters.astm.e1394 import build_records, parse_message
+from adapters.astm.records import AstmParseError
+from adapters.astm.server import AstmReply
+from adapters.poct1a.build import LOCK, Directive, Operator, OperatorList
+from mappings.astm.host_query import answer_records, query_from_record
+from mappings.astm.to_fhir import DEFAULT_QC_PATTERN, astm_to_bundle
+from mappings.issue import Issue, rejects
+from mappings.poct1a.to_fhir import poct_to_bundle
+
+from .. import logging as log_setup
+from ..metrics import Metrics
+from ..routing import Router
+from ..store import MessageRecord, MessageWriter
+from .orders import open_orders_for
+from .qc import QcRun, normalise
+from .registry import InstrumentInfo, Registry
+
+log = log_setup.get("labgate.instruments")
+
+DUPLICATE_CONFLICT = Issue(
+    "error", "DUPLICATE-CONTROL-ID-CONFLICT", "HDR",
+    "A different message with this control id was already received from this instrument",
+    "En annen melding med samme kontroll-id er allerede mottatt fra dette instrumentet")
+MAX_AE_TEXT = 480
+
+
+def _issue(code: str, location: str, text: str, text_nb: str) -> Issue:
+    return Issue("error", code, location, text, text_nb)
+
+
+def unknown(serial: str | None) -> Issue:
+    if not serial:
+        return _issue("INSTRUMENT-UNKNOWN", "device", "The message does not identify the instrument",
+                      "Meldingen sier ikke hvilket instrument den kommer fra")
+    return _issue("INSTRUMENT-UNKNOWN", "device", f"Instrument {serial} is not registered",
+                  f"Instrument {serial} er ikke registrert")
+
+
+def not_permitted(serial: str) -> Issue:
+    return _issue("INSTRUMENT-NOT-PERMITTED", "device",
+                  f"This connection may not post results for instrument {serial}",
+                  f"Denne forbindelsen kan ikke sende resultater for instrument {serial}")
+
+
+def disabled(serial: str) -> Issue:
+    return _issue("INSTRUMENT-DISABLED", "device", f"Instrument {serial} is disabled",
+                  f"Instrument {serial} er deaktivert")
+
+
+def analysis_not_registered(serial: str, code: str) -> Issue:
+    return _issue("INSTRUMENT-ANALYSIS-NOT-REGISTERED", "code",
+                  f"Instrument {serial} is not registered for analysis {code}",
+                  f"Instrument {serial} er ikke registrert for analysen {code}")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one message: stored status and verdict."""
+    status: str
+    issues: list[Issue]
+    message_id: int | None = None
+    duplicate: bool = False
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == "rejected"
+
+    def ae_text(self) -> str:
+        text = "; ".join(f"{i.code}: {i.text}" for i in self.issues if i.rejects)
+        return text[:MAX_AE_TEXT]
+
+
+class InstrumentPipeline:
+    """Shared by every ASTM and POCT1-A listener of one gateway."""
+
+    def __init__(self, *, writer: MessageWriter, router: Router, registry: Registry,
+                 validate, metrics: Metrics, pool, gateway_name: str = "LABGATE",
+                 qc_material_pattern: str | None = None, lock_directive: str = LOCK):
+        self._writer = writer
+        self._router = router
+        self.registry = registry
+        self._validate = validate
+        self._metrics = metrics
+        self._pool = pool
+        self._name = gateway_name
+        self._qc_pattern = qc_material_pattern or DEFAULT_QC_PATTERN
+        self._lock = lock_directive
+        self._hello_serial: OrderedDict[str, str] = OrderedDict()   # POCT1-A peer -> serial
+
+    # -- ASTM -------------------------------------------------------------------
+    async def astm_message(self, raw: bytes, system: str, peer: str) -> AstmReply | None:
+        """One E1394 message (H..L) from ``peer`` acting as ``system``."""
+        received = datetime.now(timezone.utc)
+        try:
+            msg = parse_message(raw)
+        except AstmParseError as e:
+            issue = _issue("ASTM-PARSE-ERROR", "H", f"Not an ASTM E1394 message: {e}",
+                           "Ikke en ASTM E1394-melding")
+            await self._store("astm", raw, system, peer, None, "ASTM", None, [issue], received)
+            self._log_astm_rejected(system, peer, [issue])
+            return None
+        serial = _astm_serial(msg)
+        inst, issues = self._check_instrument(serial, system)
+        bundle, qc_events = None, []
+        if inst is not None:
+            bundle, map_issues, qc_events = astm_to_bundle(
+                msg, code_map=self.registry.code_maps.get(inst.code_map, {}), device_id=serial,
+                qc_material_pattern=self._qc_pattern)
+            issues += map_issues
+            issues += self._check_content(inst, system, bundle, qc_events, serial,
+                                          named=_astm_named_serials(msg))
+        kind = _kind("ASTM", bundle, qc_events, bool(msg.queries))
+        header = msg.header
+        # H-3 is often empty: then the content digest stands in, so only an
+        # identical resend counts as a duplicate.
+        own_id = header.text(3) or "sha256:" + hashlib.sha256(raw).hexdigest()[:24]
+        control = f"{serial}/{header.text(14)}/{own_id}" if serial else None
+        outcome = await self._finish("astm", raw, system, peer, inst, control, kind, bundle,
+                                     issues, qc_events, received)
+        if outcome.rejected:
+            self._log_astm_rejected(system, peer, outcome.issues)
+        if msg.queries and inst is not None and not rejects(issues):
+            return await self._answer_queries(msg, inst)
+        return None
+
+    def _log_astm_rejected(self, system: str, peer: str, issues: list[Issue]) -> None:
+        # E1381 has no application NAK: the frame was ACKed; this line and the
+        # stored verdict are how the rejection becomes visible.
+        log.warning("instruments.astm_rejected", system=system, peer=peer,
+                    codes=sorted({i.code for i in issues if i.rejects}))
+
+    async def _answer_queries(self, msg, inst: InstrumentInfo) -> AstmReply:
+        queries = [query_from_record(q) for q in msg.queries]
+        specimens = [s for q in queries for s in q.specimen_ids]
+        patients = [p for q in queries for p in q.patient_ids]
+        orders = await open_orders_for(self._pool, specimens, patients)
+        to_code = _reverse(self.registry.code_maps.get(inst.code_map, {}))
+        for order in orders:
+            order["tests"] = [to_code[t] for t in order["tests"] if t in to_code]
+        orders = [o for o in orders if o["tests"]]
+        records = answer_records(queries, orders, sender=self._name)
+        log.info("instruments.host_query", instrument=inst.serial, queries=len(queries),
+                 orders=len(orders))
+        return AstmReply([build_records(records)])
+
+    # -- POCT1-A ---------------------------------------------------------------
+    async def poct_hello(self, message, system: str, peer: str) -> list:
+        """HEL.R01: remember the device's serial; push operators and lock directives."""
+        serial = (message.value("DEV.serial_id") or "").strip()
+        if serial:
+            self._hello_serial[peer] = serial
+            self._hello_serial.move_to_end(peer)
+            while len(self._hello_serial) > 10_000:
+                self._hello_serial.popitem(last=False)
+        inst, issues = self._check_instrument(serial or None, system)
+        if inst is None or issues:
+            log.warning("instruments.poct_hello_refused", system=system, peer=peer,
+                        codes=sorted({i.code for i in issues}))
+            return []
+        await self._seen(inst.serial)
+        ops = tuple(Operator(o.operator_id, o.name, o.permission_level)
+                    for o in self.registry.certified_operators(inst))
+        pushes: list = [OperatorList(ops)]
+        for analysis in self.registry.locked_analyses(inst.serial):
+            pushes.append(Directive(self._lock, (("DTV.target_cd", analysis),)))
+        log.info("instruments.poct_hello", instrument=inst.serial, operators=len(ops),
+                 locks=len(pushes) - 1)
+        return pushes
+
+    async def poct_observation(self, message, system: str, peer: str) -> tuple[bool, str | None]:
+        """OBS.R01/R02: returns (accepted, AE text) after the commit."""
+        received = datetime.now(timezone.utc)
+        serial = (message.value("DEV.serial_id") or "").strip() or self._hello_serial.get(peer)
+        inst, issues = self._check_instrument(serial, system)
+        bundle, qc_events = None, []
+        if inst is not None:
+            bundle, map_issues, qc_events = poct_to_bundle(
+                message, code_map=self.registry.code_maps.get(inst.code_map, {}), device_id=serial)
+            issues += map_issues
+            issues += self._check_content(inst, system, bundle, qc_events, serial)
+        kind = _kind("POCT1A", bundle, qc_events, False)
+        hdr_time = (message.value("HDR.creation_dttm") or "").strip()
+        # Devices number messages per conversation, so the id alone repeats
+        # across sessions: the digest makes only an identical resend a duplicate.
+        digest = hashlib.sha256(message.raw).hexdigest()[:24]
+        control = f"{serial}/{hdr_time}/{message.control_id or ''}/{digest}" if serial else None
+        outcome = await self._finish("poct1a", message.raw, system, peer, inst, control, kind,
+                                     bundle, issues, qc_events, received)
+        if outcome.rejected:
+            return False, outcome.ae_text()
+        return True, None
+
+    # -- shared -------------------------------------------------------------------
+    def _check_instrument(self, serial: str | None, system: str) -> tuple[InstrumentInfo | None, list[Issue]]:
+        inst = self.registry.instruments.get(serial) if serial else None
+        if inst is None:
+            return None, [unknown(serial)]
+        if inst.system != system:
+            return None, [not_permitted(serial)]
+        if not inst.enabled:
+            return None, [disabled(serial)]
+        return inst, []
+
+    def _check_content(self, inst: InstrumentInfo, system: str, bundle: dict | None,
+                       qc_events: list[dict], serial: str | None,
+                       named: tuple[str, ...] = ()) -> list[Issue]:
+        """Every serial named must be this system's; every analysis registered."""
+        issues: list[Issue] = []
+        serials = set(_device_serials(bundle)) | set(named)
+        serials.update(e.get("instrument_serial") or e.get("device_serial") for e in qc_events)
+        serials.discard(None)
+        for other in sorted(serials - {inst.serial}):
+            found, problems = self._check_instrument(other, system)
+            issues += problems
+        codes = set(_observation_codes(bundle))
+        codes.update(normalise(e, serial=serial, received=datetime.now(timezone.utc)).analysis
+                     for e in qc_events)
+        codes.discard(None)
+        for code in sorted(codes - inst.analyses):
+            issues.append(analysis_not_registered(inst.serial, code))
+        return issues
+
+    async def _finish(self, protocol, raw, system, peer, inst, control, kind, bundle, issues,
+                      qc_events, received) -> Outcome:
+        patient_results = kind in ("ASTM", "POCT1A-OBS") and bool(_observation_codes(bundle))
+        if patient_results and not rejects(issues):
+            issues = issues + self._validate(bundle, system)
+        outcome = await self._store(protocol, raw, system, peer, control, kind, bundle, issues,
+                                    received, route=patient_results)
+        instrument_ok = inst is not None and not any(i.code.startswith("INSTRUMENT-") for i in issues)
+        if instrument_ok:
+            await self._seen(inst.serial)
+            if qc_events and outcome.message_id is not None:
+                await self._record_qc(outcome.message_id, qc_events, inst.serial, received)
+        self._count(system, kind, outcome)
+        return outcome
+
+    async def _store(self, protocol, raw, system, peer, control, kind, bundle, issues, received,
+                     route: bool = False) -> Outcome:
+        if rejects(issues):
+            status, dests = "rejected", []
+        elif route:
+            dests = self._router.destinations(system, kind)
+            status = "accepted" if dests else "unrouted"
+        else:
+            status, dests = "accepted", []
+        decision = b"AA" if status != "rejected" else b"AE"
+        record = MessageRecord(
+            source=system, protocol=protocol, peer=peer, message_type=kind, control_id=control,
+            sha256=hashlib.sha256(raw).digest(), raw=raw,
+            bundle_json=orjson.dumps(bundle).decode() if bundle is not None else None,
+            verdict_json=orjson.dumps([i.to_dict() for i in issues]).decode(),
+            status=status, ack=decision, received_at=received, destinations=dests)
+        result = await self._writer.write(record)
+        if not result.duplicate:
+            return Outcome(status, issues, result.message_id)
+        if result.same_content:
+            original = "rejected" if result.stored_ack == b"AE" else status
+            return Outcome(original, issues, result.message_id, duplicate=True)
+        record.status, record.destinations, record.ack = "rejected", [], b"AE"
+        record.verdict_json = orjson.dumps([DUPLICATE_CONFLICT.to_dict()]).decode()
+        record.duplicate_of = result.message_id
+        await self._writer.write(record)
+        return Outcome("rejected", [DUPLICATE_CONFLICT], None)
+
+    async def _record_qc(self, message_id: int, events: list[dict], serial: str,
+                         received: datetime) -> None:
+        async with self._pool.acquire() as conn:
+            for seq, event in enumerate(events, 1):
+                run = normalise(event, serial=serial, received=received)
+                passed, target = self.registry.targets.judge(run)
+                inserted = await conn.fetchval(
+                    "INSERT INTO qc_result (message_id, seq, instrument, analysis, material, lot,"
+                    " level, value, value_text, unit, target_low, target_high, passed, operator,"
+                    " performed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                    " ON CONFLICT (message_id, seq) DO NOTHING RETURNING id",
+                    message_id, seq, run.instrument or serial, run.analysis, run.material, run.lot,
+                    run.level, run.value, run.value_text, run.unit,
+                    target.low if target else None, target.high if target else None, passed,
+                    run.operator, run.performed_at)
+                if inserted is not None:
+                    self.registry.note_qc(_with_instrument(run, serial), passed)
+                    log.info("instruments.qc_recorded", instrument=run.instrument or serial,
+                             analysis=run.analysis,
+                             result={True: "pass", False: "fail", None: "not-judged"}[passed])
+
+    async def _seen(self, serial: str) -> None:
+        await self._pool.execute("UPDATE instrument SET last_seen = now() WHERE serial = $1", serial)
+
+    def _count(self, system: str, kind: str, outcome: Outcome) -> None:
+        self._metrics.received.labels(system, kind).inc()
+        if outcome.duplicate:
+            self._metrics.duplicates.labels(system).inc()
+        if outcome.rejected:
+            self._metrics.rejected.labels(system, kind).inc()
+        else:
+            self._metrics.accepted.labels(system, kind).inc()
+
+
+def _with_instrument(run: QcRun, serial: str) -> QcRun:
+    if run.instrument:
+        return run
+    from dataclasses import replace
+    return replace(run, instrument=serial)
+
+
+def _astm_serial(msg) -> str | None:
+    """H-5 third component, else the first result's R-14 serial."""
+    serial = msg.header.get(5, 3).strip()
+    if serial:
+        return serial
+    for _, _, result in msg.results():
+        comps = [c.strip() for c in result.record.components(14)]
+        if len(comps) >= 2 and comps[1]:
+            return comps[1]
+        if comps and comps[0]:
+            return comps[0]
+    return None
+
+
+def _astm_named_serials(msg) -> tuple[str, ...]:
+    """Every serial the message names: H-5.3 and each R-14 (``model^serial`` or ``serial``)."""
+    out = [msg.header.get(5, 3).strip()]
+    for _, _, result in msg.results():
+        comps = [c.strip() for c in result.record.components(14)]
+        out.append(comps[1] if len(comps) >= 2 and comps[1] else comps[0] if comps else "")
+    return tuple(s for s in out if s)
+
+
+def _kind(prefix: str, bundle: dict | None, qc_events: list, query: bool) -> str:
+    if _observation_codes(bundle) or not (qc_events or query):
+        return "ASTM" if prefix == "ASTM" else "POCT1A-OBS"
+    if qc_events:
+        return f"{prefix}-QC"
+    return "ASTM-QUERY"
+
+
+def _resources(bundle: dict | None, rtype: str):
+    for entry in (bundle or {}).get("entry", []):
+        res = entry.get("resource") or {}
+        if res.get("resourceType") == rtype:
+            yield res
+
+
+def _observation_codes(bundle: dict | None) -> list[str]:
+    from mappings import systems
+    out = []
+    for obs in _resources(bundle, "Observation"):
+        for c in obs.get("code", {}).get("coding", []):
+            if c.get("system") == systems.NLK:
+                out.append(c.get("code"))
+    return out
+
+
+def _device_serials(bundle: dict | None) -> list[str]:
+    return [i.get("value") for dev in _resources(bundle, "Device")
+            for i in dev.get("identifier", []) if i.get("value")]
+
+
+def _reverse(code_map: dict[str, dict]) -> dict[str, str]:
+    """NLK code -> instrument code (unqualified codes preferred)."""
+    out: dict[str, str] = {}
+    for code, row in sorted(code_map.items(), key=lambda kv: ":" in kv[0]):
+        out.setdefault(row["nlk"], code.split(":", 1)[-1])
+    return out

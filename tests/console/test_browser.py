@@ -1,0 +1,197 @@
+"""The console in a real headless Chromium (Debian's /usr/bin/chromium, driven
+by Playwright): log in, read the overview against the database, find a
+rejected message and replay it after a table fix, acknowledge a critical
+result. Screenshots of every page at 1280 and 390 px go to
+test-output/console/. Every request the pages make must stay on the gateway
+(no external network), and no Content-Security-Policy violation may occur."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+from console_support import ADMIN_PW, glucose, set_crp_high
+
+from support import oru_r01
+
+CHROMIUM = os.environ.get("LABGATE_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "console"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WIDEST = """[...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))
+  .concat([...document.querySelectorAll('main *')].filter(e => e.scrollWidth > window.innerWidth && getComputedStyle(e).overflowX === 'visible').slice(0, 6).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + e.scrollWidth))"""
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"{CHROMIUM} missing (scripts/test installs Debian's chromium)")
+
+
+@pytest.fixture
+async def browser(console, tmp_path):
+    """A fresh Chromium profile; yields a page that records every request and CSP error."""
+    from playwright.async_api import async_playwright
+    async with async_playwright() as pw:
+        ctx = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1280, "height": 900})
+        page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+        page.set_default_timeout(15_000)
+        page.requests, page.problems = [], []
+        page.on("request", lambda r: page.requests.append(r.url))
+        page.on("console", lambda m: page.problems.append(m.text)
+                if m.type == "error" and "Content Security Policy" in m.text else None)
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        yield page
+        await ctx.close()
+    foreign = [u for u in page.requests if not u.startswith(console.base) and not u.startswith("data:")]
+    assert foreign == [], f"requests left the gateway: {foreign}"
+    assert page.problems == [], page.problems
+
+
+async def login(page, console):
+    await page.goto(console.base + "/console/")
+    await page.fill("#login-form input[name=name]", "ada")
+    await page.fill("#login-form input[name=password]", ADMIN_PW)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector("#overview table, #overview .tiles")
+
+
+async def shoot(page, name: str) -> None:
+    """Screenshots at both widths; the phone layout must not scroll sideways."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for label, (w, h) in WIDTHS.items():
+        await page.set_viewport_size({"width": w, "height": h})
+        await page.wait_for_timeout(100)
+        await page.screenshot(path=str(SHOTS / f"{name}-{w}.png"), full_page=True)
+        overflow = await page.evaluate("document.documentElement.scrollWidth")
+        if overflow > w + 1:
+            wide = await page.evaluate(WIDEST)
+            raise AssertionError(f"{name} at {w}px is {overflow}px wide: {wide}")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+
+async def _db_numbers(console) -> dict:
+    conn = await console.db()
+    try:
+        out = {}
+        for r in await conn.fetch("SELECT destination, state, count(*) AS n FROM outbox GROUP BY 1, 2"):
+            out[(r["destination"], r["state"])] = r["n"]
+        for r in await conn.fetch("SELECT source, status, count(*) AS n FROM message GROUP BY 1, 2"):
+            out[(r["source"], r["status"])] = r["n"]
+        return out
+    finally:
+        await conn.close()
+
+
+async def cell(page, row_selector: str, field: str) -> str:
+    return (await page.text_content(f"{row_selector} [data-field={field}]")).strip()
+
+
+async def test_overview_shows_what_the_database_holds_and_updates_live(console, browser):
+    page = browser
+    console.receiver.ack_code = "AA"
+    await console.send(oru_r01("OV-1"), oru_r01("OV-2"), oru_r01("OV-BAD", fnr="12345678901"))
+    await console.receiver.wait_for(2)
+    await asyncio.sleep(0.3)   # the delivery transaction commits just after the receiver's ACK
+    db = await _db_numbers(console)
+    await login(page, console)
+    assert await cell(page, "tr[data-dest=ehr-pull]", "held") == str(db[("ehr-pull", "held")]) == "2"
+    assert await cell(page, "tr[data-dest=lis-mllp]", "delivered") == str(db[("lis-mllp", "delivered")]) == "2"
+    assert await cell(page, "tr[data-dest=lis-mllp]", "pending") == "0"
+    assert await cell(page, "tr[data-source=poc]", "accepted") == str(db[("poc", "accepted")])
+    assert await cell(page, "tr[data-source=poc]", "rejected") == str(db[("poc", "rejected")]) == "1"
+    assert await page.locator("tr[data-dest=lis-mllp] svg.chart rect").count() >= 1
+    await shoot(page, "overview")
+    # live: a new message shows up without reloading (server-sent events)
+    await console.send(oru_r01("OV-3"))
+    await expect(page.locator("tr[data-dest=ehr-pull] [data-field=held]")).to_have_text("3", timeout=15_000)
+    assert page.url.endswith("#/overview")
+
+
+async def test_find_rejected_message_and_replay_after_table_fix(console, browser):
+    page = browser
+    set_crp_high(console.tables, "10")        # the table is wrong: CRP 27 mg/L looks implausible
+    admin = await console.client("ada", ADMIN_PW)
+    assert (await admin.post("/api/admin/tables/reload", {"reason": "test setup"})).status == 200
+    [ack] = await console.send(oru_r01("REJ-42"))
+    assert b"MSA|AE" in ack
+    await login(page, console)
+    await page.click("nav a[data-page=messages]")
+    await page.fill("#message-filters input[name=control_id]", "REJ-42")
+    await page.click("#message-filters button[type=submit]")
+    row = page.locator("#messages tr[data-control-id='REJ-42']")
+    await row.wait_for()
+    assert "VALUE-IMPLAUSIBLE" in await row.locator(".rule-codes").text_content()
+    await shoot(page, "messages")
+    await row.locator("a").click()
+    await page.wait_for_selector("#verdict")
+    codes = await page.locator("#verdict .rule-code").all_text_contents()
+    assert "VALUE-IMPLAUSIBLE" in codes
+    assert await page.locator("#raw .seg").count() == 5            # one line per segment
+    assert await page.get_attribute("#raw .seg:nth-child(2) .f >> nth=2", "title") == "PID-3"
+    await shoot(page, "message-rejected")
+    # the bioengineer fixes the table; the validator reloads it; the admin replays
+    set_crp_high(console.tables, "500")
+    assert (await admin.post("/api/admin/tables/reload", {"reason": "CRP limit fixed"})).status == 200
+    await page.fill("#action-reason", "CRP plausibility limit fixed")
+    await page.click("#replay")
+    await page.wait_for_selector("#action-result .msg")
+    assert "accepted" in await page.text_content("#action-result")
+    await console.receiver.wait_for(1)
+    for _ in range(50):
+        await page.reload()
+        await page.wait_for_selector("#outbox")
+        states = await page.locator("#outbox tr[data-outbox] .outbox-state").all_text_contents()
+        if "delivered" in states:
+            break
+        await asyncio.sleep(0.2)
+    assert "delivered" in states
+    assert "accepted" in await page.text_content("#message-facts")
+    assert await page.locator("#attempts tbody tr").count() == 1
+    await shoot(page, "message-replayed")
+
+
+async def test_acknowledge_a_critical_result(console, browser):
+    page = browser
+    await console.send(glucose("CRIT-7"))
+    await login(page, console)
+    assert await page.locator("#critical-open tbody tr").count() == 1
+    await page.click("nav a[data-page=critical]")
+    row = page.locator("#critical tr[data-id]")
+    await row.wait_for()
+    assert "35" in await row.text_content()
+    await shoot(page, "critical")
+    await row.locator("input[name=phoned_to]").fill("Dr. Berg, legevakten")
+    await row.locator("input[name=phoned_at]").fill("2026-11-23T07:05")
+    await row.locator("button.ack").click()
+    await page.wait_for_selector("text=No critical result is waiting")
+    conn = await console.db()
+    try:
+        ack = await conn.fetchrow("SELECT acknowledged_by, phoned_to FROM critical_ack")
+    finally:
+        await conn.close()
+    assert (ack["acknowledged_by"], ack["phoned_to"]) == ("ada", "Dr. Berg, legevakten")
+    await page.goto(console.base + "/console/#/critical?all=1")
+    await page.wait_for_selector("#critical")
+    assert re.search(r"Phoned to Dr\. Berg, legevakten", await page.text_content("#critical"))
+    await shoot(page, "critical-acknowledged")
+
+
+async def test_instruments_page_and_login_page_render(console, browser):
+    page = browser
+    await page.goto(console.base + "/console/")
+    await page.wait_for_selector("#login-form")
+    await shoot(page, "login")
+    await page.fill("#login-form input[name=name]", "ada")
+    await page.fill("#login-form input[name=password]", "wrong password here")
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector("#login-form .msg.error")
+    await login(page, console)
+    await page.click("nav a[data-page=instruments]")
+    await page.wait_for_selector("#instruments")
+    await shoot(page, "instruments")
