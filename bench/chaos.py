@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import sys
@@ -205,6 +206,24 @@ async def _until_stored(db_url: str, k: int, timeout: float = 60) -> None:
         await conn.close()
 
 
+async def _idle_probes(ports: list[int], dest: Destination, timeline: dict, acked: set[str],
+                       k: int) -> list[float]:
+    """Send ``k`` single messages into an idle system (1.2 s apart, round
+    robin over the gateways); ms from send to delivery for each. With only
+    the 1 s poll these spread over 0-1000 ms; NOTIFY makes them tens of ms."""
+    lat = []
+    for i in range(k):
+        await asyncio.sleep(1.2)                # every worker idle, waiting
+        before = len(set(dest.control_ids))
+        sent = time.monotonic()
+        got, _ = await _send([ports[i % len(ports)]], 1, f"I{i}-", timeline, conns=1)
+        acked |= got
+        while len(set(dest.control_ids)) == before and time.monotonic() - sent < 10:
+            await asyncio.sleep(0.005)
+        lat.append(round((time.monotonic() - sent) * 1000, 1))
+    return lat
+
+
 async def sigkill_midload(db_url: str, work: Path, n: int = 400, timeout: float = 120) -> Counts:
     """SIGKILL the gateway when a third of the load is stored; restart it;
     the senders retry what was not acknowledged."""
@@ -232,10 +251,12 @@ async def sigkill_midload(db_url: str, work: Path, n: int = 400, timeout: float 
 
 
 async def pg_restart_midload(pg: harness.Postgres, db_url: str, work: Path, n: int = 400,
-                             timeout: float = 120) -> Counts:
+                             timeout: float = 120, idle_probes: int = 0) -> Counts:
     """``pg_ctl restart -m fast`` while senders are sending: every connection
-    drops and in-flight transactions roll back; senders get no ACK and retry."""
-    counts = Counts("PostgreSQL restart mid-load", n)
+    drops and in-flight transactions roll back; senders get no ACK and retry.
+    With ``idle_probes``, then time how soon single messages are delivered
+    (does NOTIFY still wake the worker after the restart?)."""
+    counts = Counts("PostgreSQL restart mid-load", n + idle_probes)
     dest_port = harness.free_port()
     dest = await Destination().start(dest_port)
     gws = Gateways(db_url, work, dest_port, batch=20)
@@ -250,6 +271,10 @@ async def pg_restart_midload(pg: harness.Postgres, db_url: str, work: Path, n: i
         counts.notes["restart_s"] = round(time.monotonic() - r0, 2)
         acked, counts.sender_retries = await asyncio.wait_for(sending, timeout)
         await _wait_delivered(dest, len(acked), timeout)
+        if idle_probes:
+            lat = await _idle_probes(gws.ports, dest, timeline, acked, idle_probes)
+            counts.notes["idle_wakeup_after_restart_ms"] = lat
+            await asyncio.sleep(1.0)
         counts.notes["gateway_alive_after"] = gws.procs[0].poll() is None
     finally:
         counts.notes["exit_codes"] = gws.stop()
@@ -298,16 +323,7 @@ async def two_gateways(db_url: str, work: Path, n: int = 400, idle_probes: int =
         await asyncio.to_thread(gws.start)
         acked, counts.sender_retries = await _send(gws.ports, n, "H", timeline)
         await _wait_delivered(dest, len(acked), timeout)
-        lat = []
-        for i in range(idle_probes):
-            await asyncio.sleep(1.2)                # both workers idle, waiting
-            before = len(set(dest.control_ids))
-            sent = time.monotonic()
-            got, _ = await _send([gws.ports[i % 2]], 1, f"I{i}-", timeline, conns=1)
-            acked |= got
-            while len(set(dest.control_ids)) == before and time.monotonic() - sent < 10:
-                await asyncio.sleep(0.005)
-            lat.append(round((time.monotonic() - sent) * 1000, 1))
+        lat = await _idle_probes(gws.ports, dest, timeline, acked, idle_probes)
         counts.notes["idle_wakeup_ms"] = lat
         counts.notes["idle_wakeup_median_ms"] = statistics.median(lat) if lat else None
         await asyncio.sleep(1.0)
@@ -330,7 +346,7 @@ async def run_all(n: int) -> list[Counts]:
             sub = work / name
             sub.mkdir()
             if scenario is None:
-                c = await pg_restart_midload(pg, db_url, sub, n)
+                c = await pg_restart_midload(pg, db_url, sub, n, idle_probes=5)
             else:
                 c = await scenario(db_url, sub, n)
             print(json.dumps(asdict(c)), flush=True)
@@ -354,12 +370,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="labgate chaos scenarios with counts")
     ap.add_argument("--n", type=int, default=2000, help="messages per scenario")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos.md")
+    ap.add_argument("--update-docs", action="store_true", help="put the table into docs/performance.md")
     args = ap.parse_args(argv)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = asyncio.run(run_all(args.n))
-    text = table(rows)
+    text = f"N = {args.n} per scenario; load average at start {load}.\n\n" + table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
+    if args.update_docs:
+        from bench.report import update_doc
+        update_doc(ROOT / "docs" / "performance.md", text, block="chaos")
     return 0 if all(c.ok() for c in rows) else 1
 
 

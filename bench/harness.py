@@ -90,6 +90,10 @@ type = "pull"
 system = "ehr"
 """ if pull else ""
     to = '["lis-mllp", "ehr-pull"]' if pull else '["lis-mllp"]'
+    # FHIR orders for the REST benchmark (CRP at the point of care), where the
+    # measured checkout has the [orders] section.
+    has_orders = "class OrdersSection" in (gateway_root() / "gateway" / "config.py").read_text()
+    orders = '\n[orders]\npoc_codes = ["NPU19748"]\n' if has_orders else ""
     return f"""
 [gateway]
 name = "LABGATE"
@@ -142,7 +146,7 @@ name = "results"
 sources = ["poc"]
 message_types = ["ORU^R01"]
 to = {to}
-"""
+{orders}"""
 
 
 def with_database(url: str, name: str) -> str:

@@ -3,7 +3,10 @@
 (a) plain split into segments/fields/components (the floor), (b) lean parse,
 (c) lean parse + to_bundle + orjson.dumps, (d) hl7apy parse_message.
 
-    python bench/parse_map.py [--seconds 2]
+    python bench/parse_map.py [--seconds 2] [--bench-message]
+
+``--bench-message`` measures the 11-segment ORU^R01 of bench/messages.py
+(the one bench/run.py sends) instead of E9.
 """
 from __future__ import annotations
 
@@ -44,13 +47,13 @@ def hl7apy_parse(raw: bytes):
                          validation_level=VALIDATION_LEVEL.TOLERANT)
 
 
-def measure(fn, seconds: float) -> tuple[float, int]:
+def measure(fn, seconds: float, message: bytes = E9) -> tuple[float, int]:
     """Mean µs per call over at least ``seconds`` (after a warm-up)."""
     for _ in range(3):
-        fn(E9)
+        fn(message)
     n, start = 0, time.perf_counter()
     while True:
-        fn(E9)
+        fn(message)
         n += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
@@ -60,13 +63,19 @@ def measure(fn, seconds: float) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--bench-message", action="store_true",
+                    help="use bench/messages.py's 11-segment ORU^R01 instead of E9")
     args = ap.parse_args()
+    message, label = E9, "E9"
+    if args.bench_message:
+        from bench.messages import oru_r01
+        message, label = oru_r01("PARSEMAP-1", 1), "bench ORU^R01"
     cases = [("a plain split floor", plain_split), ("b lean parse", lean_parse),
              ("c lean parse+to_bundle+orjson", lean_map_dump), ("d hl7apy parse_message", hl7apy_parse)]
-    segments = E9.count(b"\r")
-    print(f"E9 ({len(E9)} bytes, {segments} segments), python {sys.version.split()[0]}")
+    segments = message.count(b"\r")
+    print(f"{label} ({len(message)} bytes, {segments} segments), python {sys.version.split()[0]}")
     for name, fn in cases:
-        us, n = measure(fn, args.seconds)
+        us, n = measure(fn, args.seconds, message)
         print(f"{name:34s} {us:10.1f} µs/message  ({1e6 / us:9.0f} msg/s on one core, n={n})")
 
 

@@ -8,6 +8,7 @@ waiting in epoll.
 """
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -61,6 +62,21 @@ def summarize_file(path: Path, top: int = 25) -> str:
     for leaf, n in leaves.most_common(top):
         out.append(f"| `{leaf}` | {n / total:.1%} |")
     return "\n".join(out) + "\n"
+
+
+def fold(raw: Path, out: Path, min_share: float = 0.001) -> None:
+    """Write a compact collapsed-stack file (line numbers dropped, stacks
+    under ``min_share`` of samples left out) that flamegraph.pl, speedscope
+    or inferno render as a flame graph."""
+    merged: Counter = Counter()
+    for line in Path(raw).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+            merged[";".join(frames)] += int(count)
+    total = sum(merged.values()) or 1
+    keep = [f"{s} {n}" for s, n in merged.most_common() if n / total >= min_share]
+    Path(out).write_text("\n".join(keep) + "\n")
 
 
 if __name__ == "__main__":

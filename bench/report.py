@@ -61,6 +61,9 @@ def plot(rows: list[dict], path: Path) -> None:
     ax2.barh(names, [r["p99_ms"] for r in rows], color=colors, alpha=0.5, label="p99")
     ax2.barh(names, [r["p50_ms"] for r in rows], color=colors, label="p50")
     ax2.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+    for ax in (ax1, ax2):
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax2.set_xlabel("ACK latency ms (log): p50 solid, p99 light")
     fig.suptitle("labgate benchmark: gateway (blue), floors (grey), Medplum peer (orange)")
     fig.tight_layout()
@@ -73,3 +76,14 @@ def write_all(out: Path, rows: list[dict], notes: list[str], mach: dict, *, quic
                                                   "quick": quick}, indent=2))
     (out / "results.md").write_text(markdown(rows, notes, mach, quick))
     plot(rows, out / "results.png")
+
+
+def update_doc(doc: Path, table_md: str, block: str = "bench") -> None:
+    """Replace the text between ``<!-- {block}:begin/end -->`` in ``doc``."""
+    begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+    text = doc.read_text()
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    if not rest:
+        raise ValueError(f"{doc} has no {begin} … {end} block")
+    doc.write_text(f"{head}{begin}\n{table_md}{end}{tail}")

@@ -4,6 +4,7 @@
     python -m bench.run --quick         # fewer messages, to check the tooling
     python -m bench.run --profile       # also profile the gateway under 32 senders (py-spy)
     python -m bench.run --prefill 1000000   # 32 senders again with 1M stored messages
+    python -m bench.run --profile --update-docs   # what the release numbers come from
 
 It starts its own embedded PostgreSQL in a temporary directory, a fast MLLP
 sink (the destination) in its own process, and the real ``labgate serve`` as
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", default="gateway,floors,peer",
                     help="comma list of gateway, floors, peer (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--update-docs", action="store_true",
+                    help="put the table into docs/performance.md (between the bench markers)")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     scale = 0.15 if args.quick else 1.0
@@ -208,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     mach["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     from bench.report import write_all
     write_all(args.out, rows, notes, mach, quick=args.quick)
+    if args.update_docs:
+        from bench.report import update_doc
+        update_doc(ROOT / "docs" / "performance.md", (args.out / "results.md").read_text())
     print(f"wrote {args.out}/results.md, results.json, results.png", flush=True)
     return 0
 
@@ -254,7 +260,7 @@ def profile_part(pg, work: Path, args, scale: float) -> None:
     _, n32 = counts(scale)
     print("profile: gateway under 32 senders (py-spy)", flush=True)
     db_url = asyncio.run(pg.create_database("bench_profile"))
-    raw = args.out / "profile-gateway.txt"
+    raw = args.out / "profile-gateway.raw.tmp"     # large; gitignored
     gp = GatewayUnderTest(pg, db_url, work, profile_to=raw)
     try:
         gp.measure("profiled: gateway, 32 senders", "closed", 32, n=n32, prefix="PR-")
@@ -264,8 +270,9 @@ def profile_part(pg, work: Path, args, scale: float) -> None:
         if raw.exists() and raw.stat().st_size:
             break
         time.sleep(0.1)
-    from bench.profile_summary import summarize_file
+    from bench.profile_summary import fold, summarize_file
     (args.out / "profile-summary.md").write_text(summarize_file(raw))
+    fold(raw, args.out / "profile-gateway.folded")
     print((args.out / "profile-summary.md").read_text(), flush=True)
 
 

@@ -38,6 +38,52 @@ def capability_statement(base_url: str) -> dict:
                     "definition": "urn:labgate:OperationDefinition/Bundle-taken",
                     "documentation": "POST /fhir/Bundle/{id}/$taken marks a held bundle as fetched",
                 }],
-            }],
+            }] + _order_resources(),
+            "interaction": [{"code": "transaction", "documentation": (
+                "POST /fhir: a transaction Bundle of Patient, ServiceRequest and Specimen (an order; "
+                "conditional create on the requester-defined identifier) or of DiagnosticReport and "
+                "Observation (results, linked to their orders). See docs/fhir.md.")}],
         }],
     }
+
+
+def _param(name: str, ptype: str, doc: str) -> dict:
+    return {"name": name, "type": ptype, "documentation": doc}
+
+
+_LAST_UPDATED = _param("_lastUpdated", "date", "gt/ge/lt/le prefixes; for polling")
+_COUNT = _param("_count", "number", "Page size, 1-500")
+
+
+def _order_resources() -> list[dict]:
+    """[fhir] Orders, specimens, claims and results (gateway/fhir, docs/fhir.md)."""
+    return [
+        {"type": "ServiceRequest",
+         "interaction": [{"code": "create"}, {"code": "read"}, {"code": "search-type"}],
+         "conditionalCreate": True,
+         "searchInclude": ["ServiceRequest:specimen", "ServiceRequest:subject"],
+         "searchParam": [
+             _param("performer", "token", "Laboratory (system name) the order is referred to"),
+             _param("status", "token", "ServiceRequest.status, comma-separated"),
+             _param("claimed", "token", "labgate: false = no Task claims it yet"),
+             _param("subject:identifier", "token", "Patient identifier system|value"),
+             _param("identifier", "token", "Any order identifier (requester-defined, placer)"),
+             _LAST_UPDATED, _COUNT],
+         "operation": [{"name": "claim", "definition": "urn:labgate:OperationDefinition/ServiceRequest-claim",
+                        "documentation": "POST /fhir/ServiceRequest/$claim?_count=n claims up to n "
+                                         "unclaimed referrals (a Task each) and returns them"}]},
+        {"type": "Specimen", "interaction": [{"code": "read"}, {"code": "search-type"}],
+         "searchParam": [_param("site", "token", "Where it was collected"),
+                         _param("received", "token", "false (required): the shipment view"), _COUNT],
+         "operation": [{"name": "receive", "definition": "urn:labgate:OperationDefinition/Specimen-receive",
+                        "documentation": "POST /fhir/Specimen/{id}/$receive records receivedTime and "
+                                         "checks the stability limit"}]},
+        {"type": "Task", "interaction": [{"code": "create"}],
+         "documentation": "A claim: status accepted, focus ServiceRequest/{id}; 409 if already claimed"},
+        {"type": "DiagnosticReport", "interaction": [{"code": "read"}, {"code": "search-type"}],
+         "searchParam": [_param("subject:identifier", "token", "Patient identifier system|value"),
+                         _param("based-on", "reference", "ServiceRequest/{id}"), _LAST_UPDATED, _COUNT]},
+        {"type": "Observation", "interaction": [{"code": "read"}, {"code": "search-type"}],
+         "searchParam": [_param("subject:identifier", "token", "Patient identifier system|value"),
+                         _param("based-on", "reference", "ServiceRequest/{id}"), _LAST_UPDATED, _COUNT]},
+    ]

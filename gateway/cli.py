@@ -51,8 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("id", type=int)
     tsub.add_parser("list")
     t.set_defaults(func=_token)
+    u = sub.add_parser("user", help="console user accounts (there is no default account)")
+    u.add_argument("--config", required=True)
+    usub = u.add_subparsers(dest="action", required=True)
+    uc = usub.add_parser("create", help="create a user; the password is prompted for, or read "
+                         "from $LABGATE_USER_PASSWORD, or from stdin with --password-stdin")
+    uc.add_argument("name")
+    uc.add_argument("--role", action="append", required=True, choices=["admin", "auditor"])
+    uc.add_argument("--password-stdin", action="store_true")
+    u.set_defaults(func=_user)
     from .instruments.simulate_cli import add_parser as add_simulate   # [instruments]
     add_simulate(sub)
+    from .security.audit_export import add_parser as add_audit   # [security] labgate audit export
+    add_audit(sub)
     return p
 
 
@@ -107,6 +118,7 @@ async def _demo_banner(gw) -> None:
         for system in gw.config.systems:
             _, token = await tokens.create(conn, system.name, label="demo")
             creds[system.name] = token
+        creds["console"] = await _demo_admin(conn)   # [console] one demo admin, fresh password
     path = home() / "demo-credentials.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -126,6 +138,7 @@ labgate demo is running (Ctrl-C stops it).
   MLLP      {', '.join(f'{n} on {a}' for n, a in mllp.items())}
   database  embedded PostgreSQL in {home() / 'pgdata'}
   tokens    {path} (fresh for this run)
+  console   {http}/console/  user {creds["console"]["user"]}  password {creds["console"]["password"]}
 
 Send an example lab result (CRP + Hb from a POC data manager):
   .venv/bin/labgate send {DEMO_MESSAGE.relative_to(REPO_ROOT)} --to {next(iter(mllp.values()))}
@@ -133,6 +146,65 @@ Then fetch it as the demo EHR would:
   curl -s -H "Authorization: Bearer {creds[ehr_pull.system]}" '{http}/fhir/Bundle?destination={ehr_pull.name}'
 """ + (f"Simulate point-of-care instruments (docs/instruments.md):{instruments}\n" if instruments else ""),
           flush=True)
+
+
+async def _demo_admin(conn) -> dict:
+    """A demo console admin with a fresh random password (reset on every demo start)."""
+    import secrets
+
+    from . import users
+    password = secrets.token_urlsafe(18)
+    if not await users.set_password(conn, "demo-admin", password):
+        await users.create_user(conn, "demo-admin", password, ["admin"])
+    return {"user": "demo-admin", "password": password}
+
+
+def _user(args) -> int:
+    config = _load_or_exit(args.config)
+    password = os.environ.get("LABGATE_USER_PASSWORD")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif password is None:
+        import getpass
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            print("labgate user: the passwords differ", file=sys.stderr)
+            return 2
+    return asyncio.run(_with_database(config, lambda conn: _user_create(conn, args, password)))
+
+
+async def _user_create(conn, args, password: str) -> int:
+    from . import users
+    try:
+        await users.create_user(conn, args.name, password, args.role)
+    except users.UserError as e:
+        print(f"labgate user: {e}", file=sys.stderr)
+        return 2
+    print(f"user {args.name} created with roles {', '.join(args.role)}")
+    return 0
+
+
+async def _with_database(config, work) -> int:
+    """Run ``work(conn)`` on the configured (or embedded) database, migrated."""
+    import asyncpg
+
+    from . import migrate
+    from .app import database_url
+    from .embedded_pg import EmbeddedPostgres, home
+    emb, url = None, database_url(config)
+    if not url:
+        emb = EmbeddedPostgres(home() / "pgdata")
+        url = await asyncio.to_thread(emb.start)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate.apply(conn)
+            return await work(conn)
+        finally:
+            await conn.close()
+    finally:
+        if emb:
+            await asyncio.to_thread(emb.stop)
 
 
 def _send(args) -> int:

@@ -120,12 +120,25 @@ def _builder_for(bundle: dict):
     go as OML^O21, everything else as ORU^R01."""
     types = {e.get("resource", {}).get("resourceType") for e in bundle.get("entry", [])
              if isinstance(e, dict) and isinstance(e.get("resource"), dict)}
-    if "ServiceRequest" in types and not types & {"DiagnosticReport", "Observation"}:
+    if "ServiceRequest" in types and "DiagnosticReport" not in types \
+            and _observations_are_order_info(bundle):
         oml = getattr(from_fhir, "bundle_to_oml_o21", None)
         if oml is None:
             raise SendFailed("error", "no OML^O21 builder in mappings.hl7v2.from_fhir")
         return oml
     return bundle_to_oru_r01
+
+
+def _observations_are_order_info(bundle: dict) -> bool:
+    """[hl7v2] True when every Observation is an order's supportingInfo (the OBX of an
+    OML^O21/ORM^O01, e.g. ask-at-order-entry answers), i.e. none is a result."""
+    entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)
+               and isinstance(e.get("resource"), dict)]
+    info = {ref.get("reference") for e in entries
+            if e["resource"].get("resourceType") == "ServiceRequest"
+            for ref in e["resource"].get("supportingInfo") or [] if isinstance(ref, dict)}
+    return all(e.get("fullUrl") in info for e in entries
+               if e["resource"].get("resourceType") == "Observation")
 
 
 # Internal destination types (no network peer) provide a sender from their own

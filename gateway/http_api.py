@@ -98,12 +98,20 @@ class HttpApi:
             if request.path.startswith("/fhir"):
                 return outcome(403, "FORBIDDEN", e.reason, issue_type="forbidden")
             return web.json_response({"error": "forbidden", "detail": e.reason}, status=403)
-        except web.HTTPRequestEntityTooLarge as e:
-            self._limit_exceeded.labels("body_size", "http").inc()
-            return outcome(413, "BODY-TOO-LARGE", e.text or "Request body too large", issue_type="too-costly")
+        except web.HTTPRequestEntityTooLarge:   # a chunked body over the limit
+            return self._too_large(request)
+
+    def _too_large(self, request: web.Request) -> web.Response:
+        self._limit_exceeded.labels("body_size", "http").inc()
+        text = f"The request body exceeds {self._config.http.max_body_bytes} bytes"
+        if request.path.startswith("/fhir"):
+            return outcome(413, "BODY-TOO-LARGE", text, issue_type="too-costly")
+        return web.json_response({"error": "too_large", "detail": text}, status=413)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
+        if (request.content_length or 0) > self._config.http.max_body_bytes:
+            return self._too_large(request)     # before any handler reads it
         if _is_protected(request.path) and (refused := self._rate_limited(request)):
             return refused
         who = await self._authenticate(request)

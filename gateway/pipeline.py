@@ -35,6 +35,7 @@ import orjson
 
 from mappings.hl7v2.ack import build_ack
 from mappings.hl7v2.parser import Hl7ParseError, parse
+from mappings.hl7v2.locations import at_v2_locations
 from mappings.hl7v2.to_fhir import to_bundle
 from mappings.issue import Issue, rejects
 
@@ -105,6 +106,8 @@ class Hl7Pipeline:
         return AckMode(True, accept or "AL", app or "AL", system.ack_destination)
 
     def _evaluate(self, raw, source, peer, protocol, received):
+        """Parse, map, validate, route: (record, ack, mode) — record first, the
+        console's replay relies on it. Pure: nothing is stored here."""
         sha = hashlib.sha256(raw).digest()
         try:
             msg = parse(raw)
@@ -116,7 +119,8 @@ class Hl7Pipeline:
                                 [e.issue], "rejected", ack, received, []), ack, mode
         header = msg.header()
         mode = self._mode(header, source)
-        bundle, issues = to_bundle(msg)
+        sources: list[str] = []
+        bundle, issues = to_bundle(msg, sources=sources)
         if not rejects(issues) and self._validate is not None:
             issues = issues + self._validate(bundle, source)
         if rejects(issues):
@@ -129,7 +133,8 @@ class Hl7Pipeline:
             if not dests:
                 issues = issues + [NO_ROUTE]
         # Enhanced mode: the connection gets the commit ACK, without the content verdict.
-        ack = self._ack(header, mode.code(code), issues if not mode.enhanced or code == "AR"
+        ack = self._ack(header, mode.code(code),
+                        at_v2_locations(issues, sources) if not mode.enhanced or code == "AR"
                         else [], received, msg.encoding)
         record = self._record(raw, sha, source, peer, protocol, header, bundle, issues,
                               status, ack, received, dests)
@@ -236,7 +241,10 @@ def application_ack(raw: bytes, verdict_json: str, status: str, *, control_id: s
     """The application ACK (AA/AE) of a stored message, from its raw bytes and
     verdict: what the delivery worker sends to the source's ack_destination."""
     msg = parse(raw)
-    issues = [Issue.from_dict(d) for d in orjson.loads(verdict_json or "[]")]
+    sources: list[str] = []
+    to_bundle(msg, sources=sources)
+    issues = at_v2_locations([Issue.from_dict(d) for d in orjson.loads(verdict_json or "[]")],
+                             sources)
     code = "AE" if status == "rejected" else "AA"
     return build_ack(msg.header(), code, issues, control_id=control_id, timestamp=timestamp,
                      sending_app=sending_app, sending_facility=sending_facility,

@@ -22,10 +22,13 @@ from datetime import datetime, timedelta, timezone
 from mappings.issue import Issue, rejects
 from mappings.tables_loader import TableError, Tables, load_tables
 
+from . import logging as log_setup
 from .config import Config, ConfigError
 from .validation import History, PreviousResult, RuleContext, accepted_facts, validate
 
-# Results judged by the stateful rules are kept; the rest never enter memory.
+log = log_setup.get("labgate.validator")
+
+# Most history rows read at start-up (newest first).
 _ROWS_LIMIT = 500_000
 
 
@@ -79,7 +82,10 @@ class Validator:
                           duplicate_order_window=self._dup_window)
         issues = validate(bundle, ctx, keep_view=True)
         if not rejects(issues):
-            self._remember(bundle, ctx)
+            try:
+                self._remember(bundle, ctx)
+            except Exception as e:   # history is an aid; never let it fail a message
+                log.warning("validation.history_not_updated", error=type(e).__name__)
         return issues
 
     def _remember(self, bundle: dict, ctx: RuleContext) -> None:

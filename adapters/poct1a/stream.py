@@ -123,7 +123,7 @@ class StreamSplitter:
             self._parser.Parse(chunk, False)
         except _RootClosed as closed:
             return self._end_offset(closed.index)
-        except pyexpat.ExpatError as exc:
+        except (pyexpat.ExpatError, LookupError, ValueError) as exc:   # bad encoding= (fuzzing)
             raise PoctXmlError(XML_MALFORMED, f"not well-formed XML ({exc})") from None
         return None
 

@@ -86,7 +86,7 @@ def parse_xml(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES,
         raise PoctXmlError(XML_MALFORMED, f"not well-formed XML ({exc})") from None
     except RecursionError:
         raise PoctXmlError(XML_TOO_DEEP, "elements nested too deeply") from None
-    except LookupError as exc:   # <?xml encoding="..."?> names a codec Python lacks (found by fuzzing)
+    except (LookupError, ValueError) as exc:   # encoding= unknown or multi-byte (found by fuzzing)
         raise PoctXmlError(XML_MALFORMED, f"not well-formed XML ({exc})") from None
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .api import AdminApi
 from .jobs import alerts_loop, retention_loop
-from .security import console_guard
+from .security import console_headers, csrf_guard
 
 STATIC = Path(__file__).parent / "static"
 EVENT_INTERVAL_S = 2.0
@@ -26,7 +26,8 @@ def setup(app: web.Application, gw) -> None:
     api = AdminApi(gw)
     if not hasattr(gw, "console_event_interval"):
         gw.console_event_interval = EVENT_INTERVAL_S
-    app.middlewares.append(console_guard)
+    app.middlewares.insert(0, console_headers)   # outermost: headers on errors too
+    app.middlewares.append(csrf_guard)            # innermost: runs after authentication
 
     async def page(_request):
         return web.FileResponse(STATIC / "index.html")

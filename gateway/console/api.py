@@ -18,6 +18,7 @@ from .. import logging as log_setup
 from ..authz import require
 from . import actions, instruments_view, queries
 from .queries import MessageFilter
+from .security import HEADERS
 
 log = log_setup.get("labgate.console")
 BULK_MAX = 1000
@@ -119,14 +120,15 @@ class AdminApi:
     async def events(self, request: web.Request):
         """Server-sent events: the overview every few seconds until the browser leaves."""
         require(request, "admin.read")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        await resp.prepare(request)
+        resp = web.StreamResponse(headers={**HEADERS, "Content-Type": "text/event-stream",
+                                           "X-Accel-Buffering": "no"})
         try:
+            await resp.prepare(request)
+            await resp.write(b": connected\n\n")   # the page has just fetched /overview itself
             while True:
+                await asyncio.sleep(self.gw.console_event_interval)
                 body = orjson.dumps(await self._overview(), default=str)
                 await resp.write(b"event: overview\ndata: " + body + b"\n\n")
-                await asyncio.sleep(self.gw.console_event_interval)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return resp
@@ -238,7 +240,7 @@ class AdminApi:
     async def critical(self, request: web.Request):
         who = require(request, "admin.read")
         include = request.query.get("all") == "1"
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():   # one commit for the audit rows
             rows = await queries.critical_list(conn, include_acknowledged=include)
             for r in rows:
                 await audit.record(conn, who=who, action="critical.read", resource_type="Message",

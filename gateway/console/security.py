@@ -1,4 +1,4 @@
-"""Console response headers and CSRF enforcement (one aiohttp middleware).
+"""Console response headers and CSRF enforcement (two aiohttp middlewares).
 
 Every /console and /api/admin response gets a strict Content-Security-Policy
 (scripts and styles only from the gateway itself, nothing inline), framing
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .. import users
 from .. import logging as log_setup
-from ..authz import PRINCIPAL, Forbidden
+from ..authz import PRINCIPAL
 
 log = log_setup.get("labgate.console")
 
@@ -37,29 +37,26 @@ def is_console(path: str) -> bool:
 
 
 @web.middleware
-async def console_guard(request: web.Request, handler):
-    who = request.get(PRINCIPAL)
-    if (request.method not in SAFE_METHODS and who is not None and who.kind == "user"
-            and not users.csrf_ok(request)):
-        resp = web.json_response({"error": "csrf", "detail": "missing or wrong X-CSRF-Token"},
-                                 status=403)
-    else:
-        try:
-            resp = await handler(request)
-        except web.HTTPException as e:
-            if not is_console(request.path):
-                raise
-            resp = _render(request, e)
-    if is_console(request.path):
-        resp.headers.update(HEADERS)
+async def console_headers(request: web.Request, handler):
+    """Outermost: the security headers on every console response, errors included."""
+    if not is_console(request.path):
+        return await handler(request)
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:
+        resp = web.Response(status=e.status, reason=e.reason, text=e.text,
+                            content_type=e.content_type or "text/plain")
+    resp.headers.update(HEADERS)
     return resp
 
 
-def _render(request: web.Request, e: web.HTTPException) -> web.Response:
-    """An HTTP error as a response we can add the console headers to."""
-    if isinstance(e, Forbidden):
-        who = request.get(PRINCIPAL)
-        log.info("http.forbidden", path=request.path, who=who.name if who else None)
-        return web.json_response({"error": "forbidden", "detail": e.reason}, status=403)
-    return web.Response(status=e.status, reason=e.reason, text=e.text,
-                        content_type=e.content_type or "text/plain")
+@web.middleware
+async def csrf_guard(request: web.Request, handler):
+    """Innermost (after authentication): a cookie session must prove its CSRF token."""
+    who = request.get(PRINCIPAL)
+    if (request.method not in SAFE_METHODS and who is not None and who.kind == "user"
+            and not users.csrf_ok(request)):
+        log.info("console.csrf_refused", path=request.path, user=who.name)
+        return web.json_response({"error": "csrf", "detail": "missing or wrong X-CSRF-Token"},
+                                 status=403)
+    return await handler(request)

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from mappings.issue import Issue
 
+from ..security.jsonsafe import JsonLimitError, load_json
+
 # Reference elements whose target type the gateway relies on.
 REFERENCE_TARGETS: dict[str, dict[str, frozenset[str]]] = {
     "ServiceRequest": {"subject": frozenset({"Patient"}), "specimen": frozenset({"Specimen"}),
@@ -46,35 +48,23 @@ def issue(code: str, location: str, text: str, severity: str = "error") -> Issue
 
 
 async def read_json(request: web.Request, max_depth: int) -> tuple[bytes, dict]:
-    """The body as bytes and a JSON object, or raise Rejected (413/400)."""
+    """The body as bytes and a JSON object, or raise Rejected (413/400).
+
+    Size and depth limits and the parse are gateway.security.jsonsafe's, so
+    every JSON endpoint answers the same codes (JSON-INVALID, JSON-TOO-DEEP).
+    """
     try:
         raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Rejected(413, [issue("FHIR-TOO-LARGE", "", "The body is larger than this server "
+    except web.HTTPRequestEntityTooLarge:   # a chunked body over http.max_body_bytes
+        raise Rejected(413, [issue("BODY-TOO-LARGE", "", "The body is larger than this server "
                                    "accepts (http.max_body_bytes)")]) from None
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise Rejected(400, [issue("FHIR-JSON-INVALID", "", f"The body is not valid JSON: {e}"[:300])]) from None
+        data = load_json(raw, max_depth=max_depth, max_bytes=len(raw))
+    except JsonLimitError as e:
+        raise Rejected(400, [issue(e.code, "", e.text[:300])]) from None
     if not isinstance(data, dict):
         raise Rejected(400, [issue("FHIR-STRUCTURE", "", "The body must be a JSON object (a FHIR resource)")])
-    if depth(data) > max_depth:
-        raise Rejected(400, [issue("FHIR-TOO-DEEP", "", f"JSON nesting deeper than {max_depth} levels")])
     return raw, data
-
-
-def depth(value) -> int:
-    """Nesting depth of a JSON value, iteratively (hostile input cannot blow the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict):
-            deepest = max(deepest, d)
-            stack.extend((x, d + 1) for x in v.values())
-        elif isinstance(v, list):
-            deepest = max(deepest, d)
-            stack.extend((x, d + 1) for x in v)
-    return deepest
 
 
 def check_resource(res: dict, path: str, expected: set[str] | None = None) -> list[Issue]:
@@ -95,8 +85,10 @@ def check_resource(res: dict, path: str, expected: set[str] | None = None) -> li
         cls.model_validate(res)
     except ValidationError as e:
         return [_from_pydantic(err, path) for err in e.errors()[:50]]
-    except (ValueError, TypeError) as e:
-        return [issue("FHIR-STRUCTURE", path, str(e)[:300])]
+    except KeyError as e:   # fhir.resources: a nested resourceType it has no model for
+        return [issue("FHIR-STRUCTURE", path, f"Unknown nested resource type {str(e)[:60]}")]
+    except (ValueError, TypeError, RecursionError) as e:
+        return [issue("FHIR-STRUCTURE", path, f"{type(e).__name__}: {str(e)[:300]}")]
     return []
 
 
@@ -169,8 +161,10 @@ def resource_references(res: dict, path: str, local: dict[str, str] | None = Non
         items = values if isinstance(values, list) else [values] if values is not None else []
         for j, ref in enumerate(items):
             target = ref.get("reference") if isinstance(ref, dict) else None
+            target = target if isinstance(target, str) else None
             where = f"{path}.{element}" + (f"[{j}]" if isinstance(values, list) else "")
             declared = ref.get("type") if isinstance(ref, dict) else None
+            declared = declared if isinstance(declared, str) else None
             kind = _ref_type(target, local) if isinstance(target, str) else declared
             if target is not None and target.startswith("urn:") and target not in local:
                 issues.append(issue("FHIR-REFERENCE-UNRESOLVED", f"{where}.reference",

@@ -138,7 +138,7 @@ def _stability(validator, source: str, spec: dict, srs: list[dict], received_at)
             for i in found if i.code == STABILITY_RULE]
 
 
-async def shipment(conn, who: Principal, site: str | None, limit: int, after: int) -> list[dict]:
+async def shipment(conn, who: Principal, site: str | None, limit: int) -> list[dict]:
     """Specimens collected (at ``site``) and not yet received, oldest first, with their age."""
     args: list = []
     cond = [specimen_scope(who, args), "p.received_at IS NULL"]

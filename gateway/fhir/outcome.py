@@ -11,8 +11,8 @@ RULE_SYSTEM = "urn:labgate:rule"
 
 # Issue codes -> OperationOutcome.issue.code (IssueType); default "processing".
 _ISSUE_TYPE = {
-    "FHIR-JSON-INVALID": "structure", "FHIR-STRUCTURE": "structure",
-    "FHIR-TOO-LARGE": "too-costly", "FHIR-TOO-DEEP": "too-costly",
+    "JSON-INVALID": "structure", "FHIR-STRUCTURE": "structure",
+    "BODY-TOO-LARGE": "too-costly", "JSON-TOO-DEEP": "too-costly",
     "FHIR-REQUIRED": "required", "FHIR-UNKNOWN-ELEMENT": "structure",
     "FHIR-REFERENCE-TARGET": "invalid", "FORBIDDEN": "forbidden", "NOT-FOUND": "not-found",
     "CLAIM-TAKEN": "conflict",

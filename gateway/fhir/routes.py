@@ -18,7 +18,7 @@ from .. import logging as log_setup
 from ..authz import principal, require
 from ..routing import Router
 from . import intake, lab, linking, ordering, search
-from .common import insert_message, instant, now, parse_instant
+from .common import add_outbox, insert_message, now, parse_instant
 from .outcome import error, fhir_response, issues_response, not_found, outcome_resource
 
 log = log_setup.get("labgate.fhir")
@@ -148,7 +148,6 @@ class FhirApi:
             return await self._reject(request, who, RESULT_MESSAGE_TYPE, raw, 422, issues)
         dests = [(d, s) for d, s in self.router.destinations(who.name, RESULT_MESSAGE_TYPE)
                  if self.config.destination(d).type != "orders"]   # linked right here instead
-        from .common import add_outbox
         async with self.pool.acquire() as conn, conn.transaction():
             mid = await insert_message(conn, source=who.name, peer=request.remote,
                                        message_type=RESULT_MESSAGE_TYPE, raw=raw, bundle=bundle,
@@ -360,7 +359,7 @@ class FhirApi:
             raise intake.Rejected(400, [intake.issue("SEARCH-PARAM", "received",
                                                      "Specimen search supports received=false (shipment view)")])
         async with self.pool.acquire() as conn, conn.transaction():
-            specs = await lab.shipment(conn, who, request.query.get("site"), search.count(request), 0)
+            specs = await lab.shipment(conn, who, request.query.get("site"), search.count(request))
             for s in specs:
                 await audit.record(conn, who=who, action="Specimen.read", resource_type="Specimen",
                                    resource_id=s["id"], peer=request.remote)

@@ -28,8 +28,9 @@ operator lookups) -> route -> durable store -> QC events -> answer.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import orjson
@@ -40,13 +41,14 @@ from adapters.astm.server import AstmReply
 from adapters.poct1a.build import LOCK, Directive, Operator, OperatorList
 from mappings.astm.host_query import answer_records, query_from_record
 from mappings.astm.to_fhir import DEFAULT_QC_PATTERN, astm_to_bundle
+from mappings import systems
 from mappings.issue import Issue, rejects
 from mappings.poct1a.to_fhir import poct_to_bundle
 
 from .. import logging as log_setup
 from ..metrics import Metrics
 from ..routing import Router
-from ..store import MessageRecord, MessageWriter
+from ..store import MessageRecord, MessageWriter, StoreUnavailable
 from .orders import open_orders_for
 from .qc import QcRun, normalise
 from .registry import InstrumentInfo, Registry
@@ -58,6 +60,7 @@ DUPLICATE_CONFLICT = Issue(
     "A different message with this control id was already received from this instrument",
     "En annen melding med samme kontroll-id er allerede mottatt fra dette instrumentet")
 MAX_AE_TEXT = 480
+SEEN_EVERY_S = 30.0
 
 
 def _issue(code: str, location: str, text: str, text_nb: str) -> Issue:
@@ -122,6 +125,7 @@ class InstrumentPipeline:
         self._qc_pattern = qc_material_pattern or DEFAULT_QC_PATTERN
         self._lock = lock_directive
         self._hello_serial: OrderedDict[str, str] = OrderedDict()   # POCT1-A peer -> serial
+        self._seen_at: dict[str, float] = {}
 
     # -- ASTM -------------------------------------------------------------------
     async def astm_message(self, raw: bytes, system: str, peer: str) -> AstmReply | None:
@@ -287,7 +291,11 @@ class InstrumentPipeline:
             bundle_json=orjson.dumps(bundle).decode() if bundle is not None else None,
             verdict_json=orjson.dumps([i.to_dict() for i in issues]).decode(),
             status=status, ack=decision, received_at=received, destinations=dests)
-        result = await self._writer.write(record)
+        try:
+            result = await self._writer.write(record)
+        except StoreUnavailable:    # no acknowledgement: the analyser resends
+            self._metrics.store_failures.labels(system).inc()
+            raise
         if not result.duplicate:
             return Outcome(status, issues, result.message_id)
         if result.same_content:
@@ -321,6 +329,11 @@ class InstrumentPipeline:
                              result={True: "pass", False: "fail", None: "not-judged"}[passed])
 
     async def _seen(self, serial: str) -> None:
+        """Record contact; at most every SEEN_EVERY_S per instrument (it is for display)."""
+        now = time.monotonic()
+        if now - self._seen_at.get(serial, -SEEN_EVERY_S) < SEEN_EVERY_S:
+            return
+        self._seen_at[serial] = now
         await self._pool.execute("UPDATE instrument SET last_seen = now() WHERE serial = $1", serial)
 
     def _count(self, system: str, kind: str, outcome: Outcome) -> None:
@@ -334,10 +347,7 @@ class InstrumentPipeline:
 
 
 def _with_instrument(run: QcRun, serial: str) -> QcRun:
-    if run.instrument:
-        return run
-    from dataclasses import replace
-    return replace(run, instrument=serial)
+    return run if run.instrument else replace(run, instrument=serial)
 
 
 def _astm_serial(msg) -> str | None:
@@ -379,7 +389,6 @@ def _resources(bundle: dict | None, rtype: str):
 
 
 def _observation_codes(bundle: dict | None) -> list[str]:
-    from mappings import systems
     out = []
     for obs in _resources(bundle, "Observation"):
         for c in obs.get("code", {}).get("coding", []):

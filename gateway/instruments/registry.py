@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 import asyncpg
 import orjson
 
-from mappings.codemaps import CodeMapError, load_code_map, load_control_targets
+from mappings.codemaps import CodeMapError, ControlTarget, load_code_map, load_control_targets
 
 from ..config import Config, ConfigError
 from ..validation.context import QcState
@@ -71,7 +71,6 @@ class Registry:
                               for i in config.instruments}
         except CodeMapError as e:
             raise ConfigError(f"instruments: {e}") from None
-        from mappings.codemaps import ControlTarget
         targets += [ControlTarget(t.analysis, t.lot, t.material, t.level, t.low, t.high, t.unit)
                     for t in config.qc_targets]
         self.targets = Targets(targets)

@@ -53,6 +53,8 @@ CREATE TRIGGER message_console_keys BEFORE INSERT OR UPDATE OF bundle ON message
     FOR EACH ROW EXECUTE FUNCTION message_console_keys();
 
 CREATE INDEX message_control_id_idx ON message (control_id);
+-- the overview's "received in the last 24 hours" per source and status, index-only
+CREATE INDEX message_received_cover_idx ON message (received_at) INCLUDE (source, status);
 CREATE INDEX message_source_id_idx ON message (source, id DESC);
 CREATE INDEX message_type_id_idx ON message (message_type, id DESC);
 CREATE INDEX message_patient_idx ON message (patient) WHERE patient IS NOT NULL;

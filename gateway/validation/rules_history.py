@@ -96,7 +96,8 @@ def order_duplicate(bundle, ctx):
             continue
         at = parse_datetime(req.resource.get("authoredOn")) or ctx.now
         code = req.analysis.code
-        earlier = [t for t in ctx.recent_orders(key, code) if t <= at and at - t <= window]
+        # Strictly earlier: the same order resent (same authoredOn) is not a duplicate.
+        earlier = [t for t in ctx.recent_orders(key, code) if t < at and at - t <= window]
         if code in seen:
             earlier.append(at)
         seen[code] = True

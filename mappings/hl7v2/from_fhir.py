@@ -37,22 +37,25 @@ NAME_USE = {"official": "L", "usual": "D", "nickname": "N", "maiden": "M", "anon
 def bundle_to_oru_r01(bundle: dict, *, control_id: str, timestamp: datetime,
                       sending_app: str = "LABGATE", sending_facility: str = "",
                       receiving_app: str = "", receiving_facility: str = "",
-                      version: str = "2.5.1") -> bytes:
-    """Write the results in ``bundle`` as one ORU^R01 message (bytes, no MLLP framing)."""
-    return _Writer(bundle).write(control_id, timestamp, sending_app, sending_facility,
-                                 receiving_app, receiving_facility, version)
+                      version: str = "2.5.1", charset: str = "UNICODE UTF-8") -> bytes:
+    """Write the results in ``bundle`` as one ORU^R01 message (bytes, no MLLP framing).
+
+    ``charset`` is MSH-18: "UNICODE UTF-8", "8859/1" or "ASCII".
+    """
+    return _Writer(bundle, charset).write(control_id, timestamp, sending_app, sending_facility,
+                                          receiving_app, receiving_facility, version)
 
 
 def bundle_to_oml_o21(bundle: dict, *, control_id: str, timestamp: datetime,
                       sending_app: str = "LABGATE", sending_facility: str = "",
                       receiving_app: str = "", receiving_facility: str = "",
-                      version: str = "2.5.1") -> bytes:
+                      version: str = "2.5.1", charset: str = "UNICODE UTF-8") -> bytes:
     """Write the orders in ``bundle`` (ServiceRequests with their Specimens and
     Patient) as one OML^O21 message (bytes, no MLLP framing).
 
     Raises ValueError when the bundle holds no ServiceRequest.
     """
-    writer = _Writer(bundle)
+    writer = _Writer(bundle, charset)
     if not writer.by_type.get("ServiceRequest"):
         raise ValueError("an OML^O21 needs at least one ServiceRequest in the bundle")
     return writer.write_oml(control_id, timestamp, sending_app, sending_facility,
@@ -60,7 +63,10 @@ def bundle_to_oml_o21(bundle: dict, *, control_id: str, timestamp: datetime,
 
 
 class _Writer:
-    def __init__(self, bundle: dict):
+    def __init__(self, bundle: dict, charset: str = "UNICODE UTF-8"):
+        if charset not in w.CHARSETS:
+            raise ValueError(f"charset must be one of {sorted(w.CHARSETS)}, not {charset!r}")
+        self.charset, self.codec = charset, w.CHARSETS[charset]
         self.by_url: dict[str, dict] = {}
         self.by_type: dict[str, list[dict]] = {}
         for e in bundle.get("entry") or []:
@@ -80,26 +86,26 @@ class _Writer:
         segs = [w.msh([w.hd(sending_app), w.hd(sending_facility), w.hd(receiving_app),
                        w.hd(receiving_facility), v2_now(timestamp), "", "ORU^R01^ORU_R01",
                        w.component([control_id]), "P", w.component([version]), "", "",
-                       "AL", "NE", "", "UNICODE UTF-8"])]
+                       "AL", "NE", "", self.charset])]
         patients = self.by_type.get("Patient") or []
         segs.append(self.pid(patients[0] if patients else {}))
         for number, o in enumerate(self.patient_observations(), 1):
             segs += self.obx(number, o)
         for number, (sr, dr, obs, specs) in enumerate(self.groups(), 1):
             segs += self.group(number, sr, dr, obs, specs)
-        return w.message(segs, "utf-8")
+        return w.message(segs, self.codec)
 
     def write_oml(self, control_id, timestamp, sending_app, sending_facility, receiving_app,
                   receiving_facility, version) -> bytes:
         segs = [w.msh([w.hd(sending_app), w.hd(sending_facility), w.hd(receiving_app),
                        w.hd(receiving_facility), v2_now(timestamp), "", "OML^O21^OML_O21",
                        w.component([control_id]), "P", w.component([version]), "", "",
-                       "AL", "NE", "", "UNICODE UTF-8"])]
+                       "AL", "NE", "", self.charset])]
         patients = self.by_type.get("Patient") or []
         segs.append(self.pid(patients[0] if patients else {}))
         for number, sr in enumerate(self.by_type.get("ServiceRequest") or [], 1):
             segs += self.order(number, sr)
-        return w.message(segs, "utf-8")
+        return w.message(segs, self.codec)
 
     def order(self, number: int, sr: dict) -> list[str]:
         """ORC, OBR, NTE*, (OBX NTE*)*, (SPM NTE*)* of one ServiceRequest."""

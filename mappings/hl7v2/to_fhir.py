@@ -74,12 +74,15 @@ def resource_uuid(control_id: str, resource_type: str, index: int) -> str:
     return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ) -> tuple[dict, list[Issue]]:
+def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ,
+              sources: list[str] | None = None) -> tuple[dict, list[Issue]]:
     """Map a parsed message to a transaction Bundle.
 
     Unsupported message types give an empty transaction Bundle and one error
     issue ``HL7-UNSUPPORTED-MESSAGE-TYPE``. ``default_tz`` is the zone of
-    timestamps that carry no offset.
+    timestamps that carry no offset. When ``sources`` is given it is filled
+    with the segment each entry came from ("OBX[3]"), entry by entry, so that
+    findings on the bundle can be reported at v2 locations (``locations``).
     """
     h = msg.header()
     kind = SUPPORTED.get((h["message_code"], h["trigger"]))
@@ -89,7 +92,11 @@ def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ) -> tuple[dict, list
                       f"({', '.join(sorted('^'.join(k) for k in SUPPORTED))})",
                       f"Meldingstypen {h['message_type']!r} støttes ikke")
         return {"resourceType": "Bundle", "type": "transaction"}, [issue]
-    return _Mapper(msg, default_tz, kind).run()
+    mapper = _Mapper(msg, default_tz, kind)
+    result = mapper.run()
+    if sources is not None:
+        sources[:] = mapper.sources
+    return result
 
 
 class _Spec:
@@ -130,6 +137,8 @@ class _Mapper:
         self.people: dict[tuple, dict] = {}
         self.patient_ref: dict | None = None
         self.patient_obs: list[list] = []     # patient-level OBX: [obx, notes, None, number]
+        self.sources: list[str] = []          # per entry: the segment it came from
+        self.at = ""                          # the segment being mapped
 
     # ------------------------------------------------------------ structure
 
@@ -252,6 +261,7 @@ class _Mapper:
         if if_none_exist:
             request["ifNoneExist"] = if_none_exist
         self.entries.append({"fullUrl": url, "resource": resource, "request": request})
+        self.sources.append(self.at)
         return {"reference": url}
 
     def _person(self, seg: Segment, field: int, rep: int = 0) -> dict | None:
@@ -288,6 +298,7 @@ class _Mapper:
         return out
 
     def _patient(self, pid: Segment) -> None:
+        self.at = "PID[1]"
         p: dict = {"resourceType": "Patient"}
         idents = []
         for r in range(len(pid.repetitions(3))):
@@ -327,6 +338,7 @@ class _Mapper:
         obr, loc = g.obr, f"OBR[{g.number}]"
         g.collected = self._datetime(obr, 7, loc)
         g.issued = self._datetime(obr, 22, loc, instant=True)
+        self.at = loc
         sr_ref, sr = self._service_request(g)
         specimen_refs = self._specimens(g, sr_ref)
         results = []
@@ -334,6 +346,7 @@ class _Mapper:
             ref = spec.ref if spec is not None else \
                 (specimen_refs[0] if specimen_refs else None)
             results.append(self._observation(obx, ntes, number, sr_ref, ref, g))
+        self.at = loc
         if self.kind == "order":
             dt.put(sr, "specimen", [dict(r) for r in specimen_refs])
             dt.put(sr, "supportingInfo", results)
@@ -391,6 +404,7 @@ class _Mapper:
         return self._add(sr), sr
 
     def _specimens(self, g: _Group, sr_ref: dict) -> list[dict]:
+        self._group_number = g.number
         collected = g.collected
         collector = self._person(g.obr, 10)
         if not g.specimens:
@@ -415,6 +429,7 @@ class _Mapper:
 
     def _specimen(self, spm: Segment | None, ntes: list[Segment], sr_ref: dict,
                   collected: str, collector: dict | None, loc: str) -> dict:
+        self.at = loc or f"OBR[{self._group_number}]"
         sp: dict = {"resourceType": "Specimen"}
         if spm is not None:
             ident = dt.ei_identifier(spm.subcomponents(2, 0, 1), "specimen")
@@ -436,7 +451,7 @@ class _Mapper:
     def _observation(self, obx: Segment, ntes: list[Segment], number: int,
                      sr_ref: dict | None, spec: dict | None, g: _Group | None = None) -> dict:
         """One OBX. Without ``sr_ref`` it is a patient- or specimen-level observation."""
-        loc = f"OBX[{number}]"
+        loc = self.at = f"OBX[{number}]"
         ob: dict = {"resourceType": "Observation"}
         if sr_ref is not None:
             ob["basedOn"] = [dict(sr_ref)]

@@ -1,6 +1,8 @@
 """Lean ER7 writing: escaped leaves joined with the standard delimiters."""
 from __future__ import annotations
 
+import codecs
+
 from .escape import escape
 from .separators import DEFAULT
 
@@ -42,6 +44,20 @@ def hd(value: str) -> str:
     return component(value.split("^")) if value else ""
 
 
+def _hex_escape(err: UnicodeEncodeError) -> tuple[str, int]:
+    """A character the charset lacks → ``\\Xhh..\\`` of its UTF-8 bytes (never lost;
+    ``escape.unescape`` reads it back)."""
+    chunk = err.object[err.start:err.end]
+    return "".join(f"\\X{c.encode('utf-8').hex().upper()}\\" for c in chunk), err.end
+
+
+codecs.register_error("hl7v2-hex", _hex_escape)
+
+# MSH-18 values we write → codec
+CHARSETS = {"UNICODE UTF-8": "utf-8", "8859/1": "latin-1", "ASCII": "ascii"}
+
+
 def message(segments: list[str], encoding: str = "utf-8") -> bytes:
-    """Segments joined and terminated with CR, encoded (unencodable chars replaced)."""
-    return ("\r".join(segments) + "\r").encode(encoding, errors="replace")
+    """Segments joined and terminated with CR, encoded; characters the encoding
+    lacks become ``\\X..\\`` escapes."""
+    return ("\r".join(segments) + "\r").encode(encoding, errors="hl7v2-hex")

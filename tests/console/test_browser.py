@@ -195,3 +195,47 @@ async def test_instruments_page_and_login_page_render(console, browser):
     await page.click("nav a[data-page=instruments]")
     await page.wait_for_selector("#instruments")
     await shoot(page, "instruments")
+
+
+ASTM = ("1H|\\^&|||ACME-CRP^1.0|||||||P|1394-97\r2P|1||13116900216\r3O|1|LID1||^^^CRP\r"
+        "4R|1|^^^CRP|27|mg/L||H||F\r5L|1|N\r")
+POCT = ('<?xml version="1.0"?><OBS.R01><HDR><HDR.control_id V="7"/></HDR>'
+        '<SVC><PT><OBS><OBS.observation_id V="CRP"/><OBS.value V="27" U="mg/L"/></OBS></PT></SVC></OBS.R01>')
+HOSTILE = ("MSH|^~\\&|<script>alert(1)</script>|X|Y|Z|20250101||ORU^R01|H1|P|2.5.1\r"
+           "PID|1||<img src=x onerror=alert(2)>\r")
+
+
+async def _store_raw(console, protocol: str, control_id: str, raw: str) -> int:
+    conn = await console.db()
+    try:
+        return await conn.fetchval(
+            "INSERT INTO message (source, protocol, message_type, control_id, content_sha256, raw,"
+            " status, verdict) VALUES ('poc', $1, 'ORU^R01', $2, sha256($3), $3, 'rejected',"
+            " '[{\"severity\": \"error\", \"code\": \"TEST-RULE\", \"location\": \"x\", \"text\": \"<b>t</b>\"}]')"
+            " RETURNING id", protocol, control_id, raw.encode())
+    finally:
+        await conn.close()
+
+
+async def test_raw_astm_xml_and_hostile_content_render_as_text(console, browser):
+    page = browser
+    astm = await _store_raw(console, "astm", "A1", ASTM)
+    poct = await _store_raw(console, "poct1a", "P1", POCT)
+    bad = await _store_raw(console, "mllp", "H1", HOSTILE)
+    await login(page, console)
+    await page.goto(console.base + f"/console/#/message/{astm}")
+    await page.wait_for_selector("#raw .astm")
+    assert await page.locator("#raw .astm .seg").count() == 5
+    assert await page.get_attribute("#raw .astm .seg:nth-child(4) .f >> nth=2", "title") == "R-4"
+    await shoot(page, "message-astm")
+    await page.goto(console.base + f"/console/#/message/{poct}")
+    await page.wait_for_selector("#raw pre.xml")
+    xml = await page.text_content("#raw pre.xml")
+    assert '\n        <OBS.observation_id V="CRP"/>' in xml
+    await shoot(page, "message-poct1a")
+    await page.goto(console.base + f"/console/#/message/{bad}")
+    await page.wait_for_selector("#raw .hl7")
+    assert "<script>alert(1)</script>" in await page.text_content("#raw")
+    assert await page.locator("#raw script, #raw img, #verdict b").count() == 0
+    assert "<b>t</b>" in await page.text_content("#verdict")
+    await shoot(page, "message-hostile")

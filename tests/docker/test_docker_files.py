@@ -90,3 +90,11 @@ def test_shipped_configuration_is_valid_and_listens_beyond_loopback():
     assert cfg.http.host == "0.0.0.0"
     assert all(lst.host == "0.0.0.0" for lst in cfg.listeners)
     assert any(d.type == "mllp" and d.ordered for d in cfg.destinations)
+
+
+def test_dockerfile_copies_every_package_pyproject_ships():
+    import tomllib
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = {a.split()[0].rstrip("/") for i, a in _instructions() if i == "COPY"}
+    for pattern in include:
+        assert pattern.rstrip("*") in copied, f"package {pattern} is not copied into the image"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import orjson
-
 from fhirkit import patient, transaction
 
 RESULTS = {"Observation", "DiagnosticReport"}

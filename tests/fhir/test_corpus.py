@@ -12,7 +12,7 @@ from __future__ import annotations
 import orjson
 
 from corpus_probe import masked, contains, reasons, submit
-from fhirkit import counts, resources
+from fhirkit import counts
 
 ACCEPTED = {"r4/Observation-bgpanel.json", "r4/Observation-f005.json"}
 

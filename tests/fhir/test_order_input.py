@@ -9,15 +9,15 @@ import copy
 import orjson
 import pytest
 
-from fhirkit import (CRP, codes_of, counts, mixed_order, patient, service_request, specimen,
-                     transaction)
+from fhirkit import CRP, codes_of, counts, mixed_order, patient, service_request, transaction
 
 
 def _expressions(oo: dict) -> list[str]:
     return [x for i in oo["issue"] for x in i.get("expression", [])]
 
 
-async def _rejected_without_change(gw, client, body=None, *, raw=None, path="/fhir", status=None):
+async def _rejected_without_change(gw, client, body=None, *, raw=None, path="/fhir", status=None,
+                                   stored_message=True):
     before = await counts(gw.pool)
     msgs = await gw.pool.fetchval("SELECT count(*) FROM message WHERE status = 'rejected'")
     got, oo, _ = await client.post(path, body, raw=raw)
@@ -27,14 +27,15 @@ async def _rejected_without_change(gw, client, body=None, *, raw=None, path="/fh
         assert got == status
     assert got in (400, 413, 422)
     assert await counts(gw.pool) == before
-    assert await gw.pool.fetchval("SELECT count(*) FROM message WHERE status = 'rejected'") == msgs + 1
+    assert await gw.pool.fetchval("SELECT count(*) FROM message WHERE status = 'rejected'") == \
+        msgs + (1 if stored_message else 0)
     return oo
 
 
 async def test_invalid_json(fhir_gw):
     gw, c = fhir_gw
     oo = await _rejected_without_change(gw, c["ehr"], raw=b'{"resourceType": "Bundle", "type": ', status=400)
-    assert codes_of(oo) == {"FHIR-JSON-INVALID"}
+    assert codes_of(oo) == {"JSON-INVALID"}
 
 
 async def test_wrong_type(fhir_gw):
@@ -79,11 +80,25 @@ async def test_wrong_reference_target(fhir_gw, entry, element, target):
 
 
 async def test_twenty_megabyte_body(fhir_gw):
+    """Refused before it is read (Content-Length), so not even a message row."""
     gw, c = fhir_gw
     b = mixed_order()
     b["entry"][0]["resource"]["name"][0]["family"] = "x" * (20 * 1024 * 1024)
-    oo = await _rejected_without_change(gw, c["ehr"], b, status=413)
-    assert codes_of(oo) == {"FHIR-TOO-LARGE"}
+    oo = await _rejected_without_change(gw, c["ehr"], b, status=413, stored_message=False)
+    assert codes_of(oo) == {"BODY-TOO-LARGE"}
+
+
+async def test_twenty_megabyte_chunked_body(fhir_gw):
+    """Without Content-Length the read stops at the limit; the refusal is stored."""
+    gw, c = fhir_gw
+    body = orjson.dumps(mixed_order()).replace(b'"Danser"', b'"' + b"x" * (20 * 1024 * 1024) + b'"')
+
+    async def chunks():
+        step = 1 << 20
+        for i in range(0, len(body), step):
+            yield body[i:i + step]
+    oo = await _rejected_without_change(gw, c["ehr"], raw=chunks(), status=413)
+    assert codes_of(oo) == {"BODY-TOO-LARGE"}
 
 
 async def test_deep_nesting(fhir_gw):
@@ -92,7 +107,7 @@ async def test_deep_nesting(fhir_gw):
     deep = b'{"url": "urn:x", "extension": [' * 300 + b'{"url": "urn:x", "valueString": "e"}' + b"]}" * 300
     raw = body.replace(b'"gender":', b'"extension": [' + deep + b'], "gender":', 1)
     oo = await _rejected_without_change(gw, c["ehr"], raw=raw, status=400)
-    assert codes_of(oo) == {"FHIR-TOO-DEEP"}
+    assert codes_of(oo) == {"JSON-TOO-DEEP"}
 
 
 async def test_clinical_rule_rejection_carries_rule_code(fhir_gw):

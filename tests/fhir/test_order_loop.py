@@ -125,3 +125,34 @@ async def test_revoked_result_revokes_the_order(fhir_gw):
     assert status == 200
     _, sr, _ = await c["ehr"].get(f"/fhir/ServiceRequest/{k['id']}")
     assert sr["status"] == "revoked"
+
+
+async def test_result_pushed_to_an_ehr_that_takes_oru_over_mllp(gateway_factory):
+    """An EHR whose result delivery is MLLP gets the POC result as ORU^R01."""
+    from fhirkit import Client, order_config
+    from gateway import tokens
+    from support import MllpReceiver
+    receiver = await MllpReceiver().start()
+    cfg = order_config()
+    cfg["destinations"].append({"name": "ehr-mllp", "type": "mllp", "system": "ehr", "host": "127.0.0.1",
+                                "port": receiver.port, "max_attempts": 3, "backoff_initial_s": 0.05,
+                                "backoff_max_s": 0.2, "ack_timeout_s": 2.0})
+    cfg["orders"]["result_delivery"] = [{"system": "ehr", "destination": "ehr-mllp"}]
+    gw = await gateway_factory(cfg)
+    async with gw.pool.acquire() as conn:
+        ehr = Client(f"http://127.0.0.1:{gw.http_port}", (await tokens.create(conn, "ehr"))[1])
+    try:
+        _, resp, _ = await ehr.post("/fhir", mixed_order(poc_placer="ORD-1"))
+        crp = next(r for r in resources_of_response(resp, "ServiceRequest")
+                   if r["code"]["coding"][0]["code"] == "NPU19748")
+        [ack] = await mllp_exchange("127.0.0.1", gw.listeners["mllp-in"].port, [oru_r01("POC-MLLP")])
+        assert field(ack, "MSA", 1) == "AA"
+        await receiver.wait_for(1)
+        _, sr, _ = await ehr.get(f"/fhir/ServiceRequest/{crp['id']}")
+        assert sr["status"] == "completed"
+    finally:
+        await ehr.close()
+        await receiver.stop()
+    [msg] = receiver.messages
+    assert field(msg, "MSH", 9).startswith("ORU^R01")
+    assert "NPU19748" in msg.decode() and "ORD-1" in msg.decode()

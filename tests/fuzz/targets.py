@@ -10,13 +10,13 @@ atheris (harness.py).
 from __future__ import annotations
 
 import orjson
-import pydantic
 
 from adapters.astm.e1381 import Receiver
 from adapters.astm.e1394 import AstmParseError, parse_messages
 from adapters.poct1a import GatewayConversation, PoctXmlError, StreamSplitter, parse_message
 from adapters.poct1a.conversation import ObservationReceived
 from gateway.security import JsonLimitError, load_json
+from gateway.security.fhirsafe import validate_resource
 from mappings.astm.to_fhir import astm_to_bundle
 from mappings.hl7v2.parser import Hl7ParseError, parse
 from mappings.hl7v2.to_fhir import to_bundle
@@ -83,22 +83,13 @@ def poct1a(data: bytes) -> None:
 
 
 def fhir_json(data: bytes) -> None:
-    """FHIR JSON: the safe loader, then R4B model validation of the resource."""
-    from fhir.resources.R4B import get_fhir_model_class
+    """FHIR JSON: the safe loader, then R4B validation (gateway.security.fhirsafe)."""
     try:
         value = load_json(data, max_depth=64, max_bytes=1 << 20)
     except JsonLimitError:
         return
-    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-        return
-    try:
-        model = get_fhir_model_class(value["resourceType"])
-    except ValueError:
-        return
-    try:
-        model.model_validate(value)
-    except pydantic.ValidationError:
-        return
+    problems = validate_resource(value)
+    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
 
 
 TARGETS = {"hl7v2": hl7v2, "astm": astm, "poct1a": poct1a, "fhir_json": fhir_json}

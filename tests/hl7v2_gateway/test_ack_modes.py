@@ -151,3 +151,15 @@ async def _until(fetch, want, timeout: float = 10.0):
     while (got := await fetch()) != want:
         assert loop.time() < end, f"still {got!r}, waiting for {want!r}"
         await asyncio.sleep(0.05)
+
+
+async def test_err_names_rule_segment_field_text_and_severity_in_original_mode(gateway_factory,
+                                                                              acks):
+    gw = await _gateway(gateway_factory, acks, mode="original")
+    [ack] = await _send(gw, oru_r01("O-4", code="NOR05172^B-Hemoglobin^NLK", unit="g/dL",
+                                   value="45"))
+    assert field(ack, "MSA", 1) == "AE"
+    [err] = [e for e in _err_fields(ack) if e[5].startswith("VALUE-IMPLAUSIBLE")]
+    assert err[2].split("^")[:3] == ["OBX", "1", "5"]
+    assert err[3].endswith("HL70357") and err[4] == "E"
+    assert err[5].split("^")[2] == "L" and err[5].split("^")[1]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from adapters.astm.scenarios import crp_patient, crp_qc, transfers
-from adapters.astm.e1394 import build_records
+from adapters.astm.scenarios import crp_patient, crp_qc
 from gateway.instruments import read_api
 from mappings import systems
 

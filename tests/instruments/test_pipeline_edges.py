@@ -100,3 +100,17 @@ def test_absurdly_long_numbers_are_not_numbers(text):
     from mappings.poct1a.values import parse_number
     assert parse_number(text) is None
     assert parse_number("27") == (None, 27) and parse_number("<5,5") == ("<", 5.5)
+
+
+async def test_qc_lock_survives_a_restart(gateway_factory):
+    from datetime import timedelta
+    from gateway.instruments import read_api
+    gw1 = await gateway_factory(instrument_config())
+    now = oslo_now()
+    failing = crp_qc(now - timedelta(minutes=5)).replace(b"|27|mg/L|", b"|12|mg/L|")
+    await gw1.instruments.pipeline.astm_message(failing, "poc-astm", "127.0.0.1:1")
+    gw2 = await gateway_factory(instrument_config())       # same database, fresh caches
+    inst = await read_api.instrument(gw2.pool, gw2.instruments.registry, ASTM_SERIAL)
+    assert inst["analyses"][0]["state"] == "locked"
+    await gw2.instruments.pipeline.astm_message(crp_patient(now), "poc-astm", "127.0.0.1:1")
+    assert (await verdicts(gw2))[-1] == ("ASTM", "rejected", ["QC-LOCKOUT"])

@@ -179,10 +179,11 @@ def oml_messages(draw) -> bytes:
     """OML^O21 with several PID-3, orders, NTE at every level, OBX and SPM; free text
     with æøå and every delimiter (escaped)."""
     version = draw(st.sampled_from(["2.3", "2.4", "2.5", "2.5.1", "2.6"]))
+    mtype = draw(st.sampled_from(["OML^O21^OML_O21", "ORM^O01^ORM_O01"]))
     ids = draw(st.lists(st.sampled_from([
         "13116900216^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR", "41019044120^^^^NNNOR",
         "X1^^^GHH&1.2.3&ISO^MR", "X2^^^LOCAL^PI"]), min_size=1, max_size=3, unique=True))
-    segs = [f"MSH|^~\\&|EPJ|LEGE|LABGW|KOMMUNE|20250314093200+0100||OML^O21^OML_O21|"
+    segs = [f"MSH|^~\\&|EPJ|LEGE|LABGW|KOMMUNE|20250314093200+0100||{mtype}|"
             f"{draw(CODE)}|P|{version}|||AL|NE||UNICODE UTF-8",
             f"PID|1||{'~'.join(ids)}||{_e(draw(SAFE))}^{_e(draw(SAFE))}||19691113|"
             f"{draw(st.sampled_from(['', 'M', 'F']))}"]
@@ -209,14 +210,106 @@ def oml_messages(draw) -> bytes:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(oml_messages())
-def test_round_trip_oml_fhir_oml_fhir(raw):
+@given(oml_messages(), st.sampled_from(["UNICODE UTF-8", "8859/1", "ASCII"]))
+def test_round_trip_oml_fhir_oml_fhir(raw, charset):
     msg = parse(raw)
     first, issues = to_bundle(msg)
     assert not [i for i in issues if i.rejects]
     back = bundle_to_oml_o21(first, control_id=msg.control_id,
-                             timestamp=datetime(2025, 3, 14, tzinfo=timezone.utc))
+                             timestamp=datetime(2025, 3, 14, tzinfo=timezone.utc), charset=charset)
     assert to_bundle(parse(back))[0] == first
+
+
+# ------------------------------------------------------------------ character sets
+
+@pytest.mark.parametrize("charset, encoded", [
+    ("UNICODE UTF-8", "Øystein".encode()),
+    ("8859/1", "Øystein".encode("latin-1")),
+    ("ASCII", b"\\XC398\\ystein"),
+])
+def test_outbound_charsets_keep_norwegian_letters(charset, encoded):
+    bundle, _ = to_bundle(parse((GOLDEN / "oml_o21.hl7").read_bytes()))
+    back = bundle_to_oml_o21(bundle, control_id="OML-0001", timestamp=BACK_TS, charset=charset)
+    assert encoded in back
+    msg = parse(back)
+    assert msg.get("MSH", 18) == charset
+    assert to_bundle(msg)[0] == bundle
+
+
+def test_characters_outside_8859_1_become_hex_escapes_not_question_marks():
+    bundle, _ = _map("MSH|^~\\&|A|B|C|D|20250314||OML^O21^OML_O21|X|P|2.5.1|||||UNICODE UTF-8",
+                     "PID|1||1^^^L^MR||Sámi Ŋ€||", "ORC|NW|P1", "OBR|1|P1||CRP^CRP^L",
+                     "NTE|1||50 € \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ first\\.br\\second")
+    back = bundle_to_oml_o21(bundle, control_id="X", timestamp=BACK_TS, charset="8859/1")
+    assert b"?" not in back and b"\\XE282AC\\" in back and "á".encode("latin-1") in back
+    again, _ = to_bundle(parse(back))
+    assert again == bundle
+    sr = _res(again, "ServiceRequest")[0]
+    assert sr["note"] == [{"text": "50 € | ^ & ~ \\ first\nsecond"}]
+
+
+def test_unknown_outbound_charset_is_refused():
+    bundle, _ = to_bundle(parse((GOLDEN / "oml_o21.hl7").read_bytes()))
+    with pytest.raises(ValueError, match="charset"):
+        bundle_to_oml_o21(bundle, control_id="C", timestamp=BACK_TS, charset="EBCDIC")
+
+
+@st.composite
+def oul_messages(draw) -> bytes:
+    """OUL^R22 (v2.5+): SPECIMEN groups (SPM, OBX*) each heading ORDER groups
+    (OBR, ORC?, NTE*, OBX*), or the field's shape with SPM after the OBX."""
+    segs = ["MSH|^~\\&|LIS|LAB|LABGW|KOMMUNE|20250314120000+0100||OUL^R22^OUL_R22|"
+            f"{draw(CODE)}|P|{draw(st.sampled_from(['2.5', '2.5.1', '2.6']))}|||AL|NE||8859/1",
+            "PID|1||13116900216^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR~X1^^^GHH&1.2.3&ISO^MR||"
+            f"{_e(draw(SAFE))}^{_e(draw(SAFE))}||19691113|F"]
+    specimen_first = draw(st.booleans())
+    order = 0
+    for s in range(1, draw(st.integers(1, 2)) + 1):
+        spm = f"SPM|{s}|S{s}&LAB||{draw(CODE)}^{_e(draw(SAFE))}^HL70487|||||||||||||{draw(TS)}"
+        if specimen_first:
+            segs.append(spm)
+        for _ in range(draw(st.integers(1, 2))):
+            order += 1
+            segs.append(f"OBR|{order}|P{order}^EPJ|F{order}^LAB|{draw(CODE)}^{_e(draw(SAFE))}^L|||"
+                        f"{draw(TS)}|||||||||||||||{draw(TS)}|||{draw(st.sampled_from(['F', 'P']))}")
+            if draw(st.booleans()):
+                segs.append(f"ORC|SC|P{order}^EPJ|F{order}^LAB||CM")
+            if draw(st.booleans()):
+                segs.append(f"NTE|1||{_e(draw(SAFE))}")
+            for k in range(1, draw(st.integers(1, 3)) + 1):
+                segs.append(draw(obx_segments(k)))
+        if not specimen_first:
+            segs.append(spm)
+    return ("\r".join(segs) + "\r").encode("latin-1", errors="strict")
+
+
+def _facts(bundle: dict) -> list[tuple]:
+    """Every mapped field of the results, independent of how they are grouped."""
+    urls = _by_url(bundle)
+    out = []
+    for o in _res(bundle, "Observation"):
+        spec = urls.get((o.get("specimen") or {}).get("reference"), {})
+        sr = urls.get(((o.get("basedOn") or [{}])[0]).get("reference"), {})
+        keep = {k: v for k, v in o.items() if k not in ("basedOn", "specimen", "subject")}
+        out.append((json.dumps(keep, sort_keys=True),
+                    json.dumps(spec.get("type"), sort_keys=True),
+                    json.dumps(spec.get("identifier"), sort_keys=True),
+                    json.dumps(sr.get("identifier"), sort_keys=True)))
+    return sorted(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(oul_messages())
+def test_oul_results_survive_fhir_oru_fhir(raw):
+    msg = parse(raw)
+    first, issues = to_bundle(msg)
+    assert not [i for i in issues if i.rejects]
+    back = bundle_to_oru_r01(first, control_id=msg.control_id, timestamp=BACK_TS)
+    again, _ = to_bundle(parse(back))
+    assert _facts(again) == _facts(first)
+    assert _res(again, "Patient") == _res(first, "Patient")
+    assert [d["status"] for d in _res(again, "DiagnosticReport")] == \
+        [d["status"] for d in _res(first, "DiagnosticReport")]
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -157,7 +157,7 @@ async def test_a_gateway_runs_as_the_app_role(gateway_factory, api, app_role_url
     """Production mode: migrations applied by the owner, the gateway connects as labgate_app."""
     from gateway.app import Gateway
     from gateway.config import parse
-    from conftest import security_config
+    from sec_helpers import security_config
     gw = Gateway(parse(security_config()), db_url=app_role_url, home_dir=None)
     await gw.start()
     try:

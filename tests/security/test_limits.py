@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
-from conftest import Api, issue_tokens, security_config
+from sec_helpers import Api, issue_tokens, security_config
 from gateway.security.ratelimit import MAX_BUCKETS, RateLimiter
 
 
@@ -79,16 +79,22 @@ async def test_unauthenticated_callers_share_a_bucket_per_address(limited):
     assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
 
 
-async def test_oversized_body_gets_413_operation_outcome(gateway_factory):
-    cfg = security_config(max_body_bytes=2048)
-    gw = await gateway_factory(cfg)
-    toks = await issue_tokens(gw, ["ehr"])
+async def test_oversized_body_gets_413_in_the_callers_format_and_a_metric(gateway_factory):
+    gw = await gateway_factory(security_config(max_body_bytes=2048))
     async with aiohttp.ClientSession() as s:
-        api = Api(gw, s, toks)
-        status, body, _ = await api.call("POST", "/fhir/ServiceRequest", "ehr", data=b"{" * 4096,
+        api = Api(gw, s, {})
+        status, body, _ = await api.call("POST", "/console/login", data=b"{" * 4096,
+                                         headers={"Content-Type": "application/json"})
+        assert status == 413, body
+        assert orjson.loads(body)["error"] == "too_large"
+        token = (await issue_tokens(gw, ["ehr"]))["ehr"]
+        api.tokens = {"ehr": token}
+        status, body, _ = await api.call("POST", "/fhir/ServiceRequest", "ehr", data=b"[" * 4096,
                                          headers={"Content-Type": "application/fhir+json"})
-    assert status == 413, body
-    assert orjson.loads(body)["resourceType"] == "OperationOutcome"
+        assert status == 413, body
+        oo = orjson.loads(body)
+        assert oo["issue"][0]["details"]["coding"][0]["code"] == "BODY-TOO-LARGE"
+        assert await _metric(api, 'labgate_limit_exceeded_total{edge="http",limit="body_size"}') == 2
 
 
 async def test_security_headers_on_api_and_error_responses(api):

@@ -10,7 +10,7 @@ import ssl
 import aiohttp
 import pytest
 
-from conftest import issue_tokens, security_config
+from sec_helpers import issue_tokens, security_config
 from gateway.config import ConfigError, parse
 from gateway.security.secretfiles import SecretFileError
 from gateway.security.tls import server_context
@@ -45,7 +45,7 @@ def client_ctx(pki, who: str | None, *, maximum=None) -> ssl.SSLContext:
     if who:
         ctx.load_cert_chain(str(pki[who].cert), str(pki[who].key))
     if maximum:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         ctx.maximum_version = maximum
     return ctx
 
@@ -95,10 +95,11 @@ async def test_bearer_tokens_still_work_over_https_without_a_certificate(gateway
     assert status == 200
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1_1"])
 async def test_tls_below_1_2_is_refused(gateway_factory, pki, version):
     gw = await gateway_factory(tls_config(pki))
-    ctx = client_ctx(pki, "ehr", maximum=version)
+    ctx = client_ctx(pki, "ehr", maximum=getattr(ssl.TLSVersion, version))
     ctx.set_ciphers("ALL:@SECLEVEL=0")
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _, w = await asyncio.open_connection("127.0.0.1", gw.http_port, ssl=ctx, server_hostname="localhost")

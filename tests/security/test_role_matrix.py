@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import ROLE_SYSTEMS
+from sec_helpers import ROLE_SYSTEMS
 from support import mllp_exchange, oru_r01
 
 FNR = "13116900216"        # the patient in oru_r01(); must never leak to a refused caller

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from support import REPO_ROOT, base_config, field, mllp_exchange, segments, to_toml
 

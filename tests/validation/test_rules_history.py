@@ -2,7 +2,6 @@
 from datetime import timedelta
 
 from gateway.validation import History, PreviousResult, accepted_facts, patient_key, validate
-from mappings import systems
 
 FNR = "13116900216"
 KEY = patient_key(FNR)
@@ -68,7 +67,7 @@ def _order(h, code="NPU19748", authored="2025-03-14T09:00:00+01:00", extra=None)
     pat = b.patient()
     doc = b.practitioner()
     for c in [code, *(extra or [])]:
-        ref = b.service_request(pat, requester=doc, code=c)
+        b.service_request(pat, requester=doc, code=c)
         b.entries[-1]["resource"]["authoredOn"] = authored
     return b.bundle()
 
@@ -141,3 +140,8 @@ def test_history_keeps_newest_first_bounded_and_lru():
 def test_patient_key_is_a_hash_of_the_number():
     assert patient_key(" 13116900216 ") == patient_key("13116900216") != patient_key("13116900217")
     assert len(patient_key("13116900216")) == 64 and "13116900216" not in patient_key("13116900216")
+
+
+def test_the_same_order_resent_is_not_a_duplicate(h):
+    ctx = h.ctx(recent_orders=_orders(("NPU19748", "2025-03-14T09:00:00+01:00")))
+    assert h.codes(_order(h, authored="2025-03-14T09:00:00+01:00"), ctx) == []

@@ -1,0 +1,7 @@
+"""Fuzzing tests: the targets in targets.py, driven by hypothesis and atheris."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
