@@ -92,9 +92,12 @@ class HttpApi:
         except Forbidden as e:
             who = request.get(PRINCIPAL)
             log.info("http.forbidden", path=request.path, who=who.name if who else None)
-            await audit.record(self._pool, who=who, action=e.action or "http.forbidden",
-                               outcome="denied", peer=request.remote,
-                               detail=f"{request.method} {request.path}")
+            try:
+                await audit.record(self._pool, who=who, action=e.action or "http.forbidden",
+                                   outcome="denied", peer=request.remote,
+                                   detail=f"{request.method} {request.path}")
+            except (asyncpg.PostgresError, OSError) as err:   # the refusal stands regardless
+                log.warning("audit.denied_not_recorded", error=type(err).__name__)
             if request.path.startswith("/fhir"):
                 return outcome(403, "FORBIDDEN", e.reason, issue_type="forbidden")
             return web.json_response({"error": "forbidden", "detail": e.reason}, status=403)

@@ -158,8 +158,8 @@ async def _store_results(conn, bundle, message_id, sr_ids, requesters, source, t
                 mapping[f"{rtype}/{r['id']}"] = f"{rtype}/{rid}"
             items.append((rid, r))
     patient_ident = _patient_ident(bundle)
-    pat = await conn.fetchval("SELECT id::text FROM fhir_patient WHERE ident_value = $1 LIMIT 1",
-                              patient_ident) if patient_ident else None
+    pat = await conn.fetchval("SELECT id::text FROM fhir_patient WHERE ident_value = $1 AND owner_system = $2",
+                              patient_ident, requesters[0]) if patient_ident and requesters else None
     for full_url, _ in _of(bundle, "Patient"):
         if pat and full_url:
             mapping[full_url] = f"Patient/{pat}"

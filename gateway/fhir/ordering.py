@@ -120,7 +120,7 @@ async def store_order(conn, config: Config, *, source: str, peer: str | None, ra
     for e in entries:
         res = e["resource"]
         if res["resourceType"] == "Patient":
-            pid, ident = await _upsert_patient(conn, res, t)
+            pid, ident = await _upsert_patient(conn, source, res, t)
             patient_ref, patient_ident = f"Patient/{pid}", ident
             _alias(mapping, e, res, patient_ref)
             result.entries.append(("Patient", res, True))
@@ -138,7 +138,7 @@ async def store_order(conn, config: Config, *, source: str, peer: str | None, ra
     for e in srs:
         res = rewrite_refs(e["resource"], mapping)
         if patient_ident is None:
-            patient_ident, patient_ref = await _patient_from_subject(conn, res, t)
+            patient_ident, patient_ref = await _patient_from_subject(conn, source, res, t)
             if patient_ident:
                 result.patients.append(patient_ident)
         if patient_ref and not res.get("subject", {}).get("reference"):
@@ -223,29 +223,33 @@ def _site(spec: dict) -> str | None:
     return None
 
 
-async def _upsert_patient(conn, res: dict, t) -> tuple[str, str]:
+async def _upsert_patient(conn, owner: str, res: dict, t, *, replace: bool = True) -> tuple[str, str]:
+    """The owner's Patient for this person: created, or (``replace``) updated with ``res``."""
     ident = next((i for i in res.get("identifier") or [] if isinstance(i, dict) and i.get("value")), None)
     if ident is None:
         ident = {"system": "urn:labgate:patient", "value": new_id()}
     pid = new_id()
     stamp(res, pid, t)
     row = await conn.fetchrow(
-        "INSERT INTO fhir_patient (id, ident_system, ident_value, resource, last_updated)"
-        " VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (ident_system, ident_value)"
-        " DO UPDATE SET resource = jsonb_set(EXCLUDED.resource, '{id}', to_jsonb(fhir_patient.id::text)),"
-        " last_updated = EXCLUDED.last_updated RETURNING id::text",
-        pid, ident.get("system") or "", ident["value"], orjson.dumps(res).decode(), t)
+        "INSERT INTO fhir_patient (id, owner_system, ident_system, ident_value, resource, last_updated)"
+        " VALUES ($1, $6, $2, $3, $4::jsonb, $5) ON CONFLICT (owner_system, ident_system, ident_value)"
+        " DO UPDATE SET resource = CASE WHEN $7 THEN jsonb_set(EXCLUDED.resource, '{id}',"
+        "   to_jsonb(fhir_patient.id::text)) ELSE fhir_patient.resource END,"
+        " last_updated = CASE WHEN $7 THEN EXCLUDED.last_updated ELSE fhir_patient.last_updated END"
+        " RETURNING id::text",
+        pid, ident.get("system") or "", ident["value"], orjson.dumps(res).decode(), t, owner, replace)
     res["id"] = row["id"]
     return row["id"], ident["value"]
 
 
-async def _patient_from_subject(conn, sr: dict, t) -> tuple[str | None, str | None]:
+async def _patient_from_subject(conn, owner: str, sr: dict, t) -> tuple[str | None, str | None]:
     """A Patient for an order that names its subject by identifier only."""
     subj = sr.get("subject") or {}
     ident = subj.get("identifier") if isinstance(subj, dict) else None
     if not (isinstance(ident, dict) and ident.get("value")):
         return None, None
-    pid, value = await _upsert_patient(conn, {"resourceType": "Patient", "identifier": [ident]}, t)
+    pid, value = await _upsert_patient(conn, owner, {"resourceType": "Patient", "identifier": [ident]}, t,
+                                       replace=False)
     return value, f"Patient/{pid}"
 
 

@@ -2,13 +2,16 @@
 -- (Task), and results linked to their orders. Each table keeps the resource
 -- as jsonb plus the columns the searches and access checks need.
 
+-- One Patient per ordering system and person: what one EHR sent about a
+-- person (name, address) is never shown to another EHR.
 CREATE TABLE fhir_patient (
     id              uuid PRIMARY KEY,
+    owner_system    text NOT NULL,            -- the EHR whose orders brought it
     ident_system    text NOT NULL,
     ident_value     text NOT NULL,            -- person number; never logged
     resource        jsonb NOT NULL,
     last_updated    timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (ident_system, ident_value)
+    UNIQUE (owner_system, ident_system, ident_value)
 );
 
 CREATE TABLE fhir_service_request (

@@ -84,3 +84,18 @@ async def test_roles_and_tokens(fhir_gw):
     finally:
         await anon.close()
     assert await gw.pool.fetchval("SELECT count(*) FROM fhir_service_request") == 0
+
+
+async def test_patient_data_from_one_ehr_is_not_shown_to_another(fhir_gw):
+    gw, c = fhir_gw
+    await c["ehr"].post("/fhir", mixed_order(poc_placer="PAT-1"))
+    other = mixed_order(poc_placer="PAT-2")
+    other["entry"][0]["resource"]["name"] = [{"family": "Annen", "given": ["Kilde"]}]
+    status, _, _ = await c["other-ehr"].post("/fhir", other)
+    assert status == 200
+    _, page, _ = await c["ehr"].get("/fhir/ServiceRequest", params={"_include": "ServiceRequest:subject"})
+    [pat] = resources(page, "Patient")
+    assert pat["name"][0]["family"] == "Danser"
+    _, page, _ = await c["other-ehr"].get("/fhir/ServiceRequest", params={"_include": "ServiceRequest:subject"})
+    [pat] = resources(page, "Patient")
+    assert pat["name"][0]["family"] == "Annen"
