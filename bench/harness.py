@@ -92,8 +92,10 @@ system = "ehr"
     to = '["lis-mllp", "ehr-pull"]' if pull else '["lis-mllp"]'
     # FHIR orders for the REST benchmark (CRP at the point of care), where the
     # measured checkout has the [orders] section.
-    has_orders = "class OrdersSection" in (gateway_root() / "gateway" / "config.py").read_text()
-    orders = '\n[orders]\npoc_codes = ["NPU19748"]\n' if has_orders else ""
+    config_py = (gateway_root() / "gateway" / "config.py").read_text()
+    orders = '\n[orders]\npoc_codes = ["NPU19748"]\n' if "class OrdersSection" in config_py else ""
+    # the per-token HTTP rate limit would measure the limiter, not the path
+    unlimited = "requests_per_minute = 0" if "requests_per_minute" in config_py else ""
     return f"""
 [gateway]
 name = "LABGATE"
@@ -102,6 +104,7 @@ facility = "BENCH"
 [http]
 host = "127.0.0.1"
 port = {http_port}
+{unlimited}
 
 [database]
 pool_min = 4

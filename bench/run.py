@@ -243,6 +243,10 @@ def gateway_part(pg, work: Path, args, scale: float, notes: list[str]) -> list[d
         else:
             rows.append(fh)
             print(f"  {fh}", flush=True)
+            other = {k: v for k, v in fh["statuses"].items() if not 200 <= k < 300}
+            if other:
+                notes.append(f"FHIR REST path: {other} of {fh['messages']} requests were not 2xx "
+                             "(status: count); msg/s counts 2xx only")
         if args.prefill:
             print(f"  prefilling {args.prefill:,} stored messages …", flush=True)
             t0 = time.perf_counter()

@@ -154,9 +154,9 @@ async def _demo_admin(conn) -> dict:
 
     from . import users
     password = secrets.token_urlsafe(18)
-    if not await users.set_password(conn, "demo-admin", password):
-        await users.create_user(conn, "demo-admin", password, ["admin"])
-    return {"user": "demo-admin", "password": password}
+    if not await users.set_password(conn, "console-admin", password):
+        await users.create_user(conn, "console-admin", password, ["admin"])
+    return {"user": "console-admin", "password": password}
 
 
 def _user(args) -> int:

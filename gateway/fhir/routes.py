@@ -106,7 +106,8 @@ class FhirApi:
         if who is None:   # the core marks only /fhir/... as protected; the base URL is ours to check
             return error(401, "AUTH-MISSING", "A bearer token is required")
         raw, bundle = await self._body(request, who, "FHIR:transaction")
-        types = {e.get("resource", {}).get("resourceType") for e in bundle.get("entry") or []
+        entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
+        types = {e["resource"].get("resourceType") for e in entries
                  if isinstance(e, dict) and isinstance(e.get("resource"), dict)}
         if types & {"DiagnosticReport", "Observation"}:
             return await self._results(request, require(request, "results.create"), raw, bundle)

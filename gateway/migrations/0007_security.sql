@@ -56,7 +56,7 @@ $$;
 
 -- Statement-level triggers with transition tables: one set-based INSERT per
 -- group commit, not one per row (the per-row version cost ~40 % of the
--- message insert rate; this one is measured in docs/security.md).
+-- message insert rate; see docs/security.md).
 CREATE FUNCTION audit_messages_received() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO audit_log (actor_kind, actor, action, resource_type, resource_id, patient, peer, outcome, detail)

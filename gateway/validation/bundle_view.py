@@ -197,7 +197,7 @@ def codings(concept) -> Iterator[dict]:
 class BundleView:
     """Index of one bundle; see module doc."""
     __slots__ = ("bundle", "resources", "by_ref", "by_type", "observations", "results",
-                 "hindex", "_person_ids")
+                 "hindex", "_person_ids", "patient_key")
 
     def __init__(self, bundle: dict, tables: Tables):
         self.bundle = bundle
@@ -205,6 +205,7 @@ class BundleView:
         self.by_ref: dict[str, tuple[int, dict]] = {}
         self.by_type: dict[str, list[tuple[int, dict]]] = {}
         self._person_ids = None
+        self.patient_key: str | None | bool = False   # rules_history: hashed patient, once
         entries = bundle.get("entry") if isinstance(bundle, dict) else None
         for i, entry in enumerate(_list(entries)):
             if not isinstance(entry, dict):

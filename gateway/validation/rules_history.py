@@ -19,8 +19,10 @@ from .rules_patient import person_ids
 
 def bundle_patient_key(view: BundleView, ctx) -> str | None:
     """Hashed key of the first person identifier (Patient first, then logical subjects)."""
-    ids = person_ids(view, ctx)
-    return patient_key(ids[0].value) if ids else None
+    if view.patient_key is False:
+        ids = person_ids(view, ctx)
+        view.patient_key = patient_key(ids[0].value) if ids else None
+    return view.patient_key
 
 
 def _hours(delta: timedelta) -> str:

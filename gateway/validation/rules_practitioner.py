@@ -67,3 +67,36 @@ def hpr_format(bundle, ctx):
     for loc, value in hpr_identifiers(view_of(bundle, ctx)):
         if not isinstance(value, str) or not ids.check_hpr(value.strip()).valid:
             yield hpr_format.issue(loc)
+
+
+ORG_SYSTEMS = frozenset({systems.ENH, "http://hl7.no/fhir/NamingSystem/ENH"})
+HER_SYSTEMS = frozenset({systems.HER, "http://hl7.no/fhir/NamingSystem/HER"})
+
+
+def _org_identifiers(view: BundleView, wanted: frozenset[str]) -> Iterator[tuple[str, object]]:
+    """(location, value) of identifiers in ``wanted`` systems on any resource in the bundle."""
+    for i, res in view.resources:
+        for n, ident in enumerate(as_list(res.get("identifier"))):
+            if isinstance(ident, dict) and ident.get("system") in wanted:
+                yield f"Bundle.entry[{i}].resource.identifier[{n}].value", ident.get("value")
+
+
+@rule("ORGNR-INVALID", "error",
+      en="Organisation number is not 9 digits with a valid mod-11 check digit.",
+      nb="Organisasjonsnummeret er ikke 9 siffer med gyldig kontrollsiffer (modulus 11).")
+def orgnr_invalid(bundle, ctx):
+    """Every organisation number (ENH, Enhetsregisteret) in the bundle is 9 digits
+    with a right mod-11 check digit."""
+    for loc, value in _org_identifiers(view_of(bundle, ctx), ORG_SYSTEMS):
+        if not isinstance(value, str) or not ids.check_org_number(value.strip()).valid:
+            yield orgnr_invalid.issue(loc)
+
+
+@rule("HER-ID-FORMAT", "error",
+      en="HER-id is not a number.",
+      nb="HER-id er ikke et tall.")
+def her_id_format(bundle, ctx):
+    """Every HER-id (Adresseregisteret) in the bundle is digits only; it has no check digit."""
+    for loc, value in _org_identifiers(view_of(bundle, ctx), HER_SYSTEMS):
+        if not isinstance(value, str) or not ids.check_her_id(value.strip()).valid:
+            yield her_id_format.issue(loc)

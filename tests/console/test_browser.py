@@ -239,3 +239,31 @@ async def test_raw_astm_xml_and_hostile_content_render_as_text(console, browser)
     assert await page.locator("#raw script, #raw img, #verdict b").count() == 0
     assert "<b>t</b>" in await page.text_content("#verdict")
     await shoot(page, "message-hostile")
+
+
+@pytest.mark.console_instruments
+async def test_instrument_locked_by_qc_shows_on_overview_instruments_page_and_alerts(console, browser):
+    from adapters.poct1a.simulator import run_simulation
+    from gateway.console import jobs
+    page = browser
+    # a failing CRP control (41 mg/L, target 22-34) locks CRP on the simulator's instrument
+    t = await asyncio.wait_for(run_simulation("127.0.0.1", console.gw.listeners["poct-in"].port,
+                                              scenario="crp", qc_first=True), 30)
+    assert any(e.startswith("QC-LOCKOUT") for e in t["gateway_errors"])
+    ada = await console.client("ada", ADMIN_PW)
+    listing = await (await ada.get("/api/admin/instruments")).json()
+    [inst] = listing["instruments"]
+    states = {a["analysis"]: a["state"] for a in inst["analyses"]}
+    assert states["NPU19748"] == "locked" and inst["site"] == "Sykehjem A"
+    assert [q["result"] for q in inst["qc_recent"]] == ["fail"]
+    assert [o["operator_id"] for o in inst["operators"]] == ["OP017"]
+    found = await jobs.conditions(console.gw)
+    assert found["instrument-locked:000987"]["analyses"] == ["NPU19748"]
+    await login(page, console)
+    assert "NPU19748" in await page.text_content("#overview")
+    await page.click("nav a[data-page=instruments]")
+    row = page.locator("#instrument-list tr[data-instrument='000987']")
+    await row.wait_for()
+    assert await row.locator("[data-analysis=NPU19748] .qc-state").text_content() == "locked"
+    assert "Kari Hansen" in await row.text_content()
+    await shoot(page, "instruments-locked")

@@ -151,14 +151,14 @@ async def test_cli_user_create_and_demo_admin(db_url, tmp_path):
         second = await _demo_admin(conn)
     finally:
         await conn.close()
-    assert first["user"] == second["user"] == "demo-admin"
+    assert first["user"] == second["user"] == "console-admin"
     assert first["password"] != second["password"] and len(second["password"]) >= 20
 
     class Pool:   # users.login takes a pool; one connection per acquire
         def acquire(self):
             return _Conn(db_url)
-    ok = await users.login(Pool(), "demo-admin", second["password"], lockout_attempts=5, lockout_minutes=1)
-    old = await users.login(Pool(), "demo-admin", first["password"], lockout_attempts=5, lockout_minutes=1)
+    ok = await users.login(Pool(), "console-admin", second["password"], lockout_attempts=5, lockout_minutes=1)
+    old = await users.login(Pool(), "console-admin", first["password"], lockout_attempts=5, lockout_minutes=1)
     assert ok is not None and ok.has("admin") and old is None
 
 

@@ -216,3 +216,16 @@ async def test_single_service_request_rejections(fhir_gw):
     assert _expressions(oo) == ["ServiceRequest.subject.reference"]
     oo = await _rejected_without_change(gw, c["ehr"], {"resourceType": "Patient"}, path="/fhir/ServiceRequest")
     assert codes_of(oo) == {"FHIR-RESOURCE-TYPE"}
+
+
+@pytest.mark.parametrize("raw", [
+    b'[]', b'"Bundle"', b'{"resourceType": "Bundle", "type": "transaction", "entry": 5}',
+    b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Nope"}}]}',
+    b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "ServiceRequest",'
+    b' "status": "active", "intent": "order", "subject": {"reference": "Patient/1"},'
+    b' "contained": [{"resourceType": "Nope"}]}, "request": {"method": "POST", "url": "ServiceRequest"}}]}',
+    b'\xff\xfe{}', b'',
+])
+async def test_hostile_bodies_get_an_operation_outcome(fhir_gw, raw):
+    gw, c = fhir_gw
+    await _rejected_without_change(gw, c["ehr"], raw=raw)

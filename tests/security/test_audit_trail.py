@@ -4,6 +4,7 @@ table's owner (trigger), not by the gateway's own role (no privilege, not the
 owner, so it cannot drop the trigger either)."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -153,7 +154,7 @@ async def test_gateway_role_cannot_alter_the_audit_trail(api, app_role_url):
         await conn.close()
 
 
-async def test_a_gateway_runs_as_the_app_role(gateway_factory, api, app_role_url):
+async def test_a_gateway_runs_as_the_app_role(api, app_role_url):
     """Production mode: migrations applied by the owner, the gateway connects as labgate_app."""
     from gateway.app import Gateway
     from gateway.config import parse
@@ -168,3 +169,34 @@ async def test_a_gateway_runs_as_the_app_role(gateway_factory, api, app_role_url
                 "SELECT count(*) FROM audit_log WHERE action = 'message.receive' AND patient = $1", FNR) == 1
     finally:
         await gw.stop()
+
+
+async def test_push_delivery_and_rejected_receipt_are_audited(gateway_factory):
+    from sec_helpers import security_config
+    from support import MllpReceiver
+    receiver = await MllpReceiver().start()
+    try:
+        cfg = security_config()
+        cfg["destinations"].append({"name": "lis-mllp", "type": "mllp", "system": "lis", "host": "127.0.0.1",
+                                    "port": receiver.port, "backoff_initial_s": 0.05, "ack_timeout_s": 2.0})
+        cfg["routes"][0]["to"].append("lis-mllp")
+        gw = await gateway_factory(cfg)
+        port = gw.listeners["mllp-in"].port
+        acks = await mllp_exchange("127.0.0.1", port, [oru_r01("PUSH-1"), b"MSH|broken"])
+        assert b"MSA|AA" in acks[0] and b"MSA|AR" in acks[1]
+        await receiver.wait_for(1)
+        async with gw.pool.acquire() as conn:
+            for _ in range(100):
+                rows = await conn.fetch("SELECT action, actor_kind, actor, patient, outcome, detail FROM audit_log"
+                                        " ORDER BY id")
+                if any(r["action"] == "results.deliver" for r in rows):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await receiver.stop()
+    got = [(r["action"], r["actor"], r["patient"], r["outcome"]) for r in rows]
+    assert ("message.receive", "poc", FNR, "success") in got
+    assert ("message.receive", "poc", None, "error") in got          # the unparseable one
+    assert ("results.deliver", "labgate", FNR, "success") in got
+    deliver = next(r for r in rows if r["action"] == "results.deliver")
+    assert deliver["actor_kind"] == "gateway" and deliver["detail"] == "to lis-mllp"

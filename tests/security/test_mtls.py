@@ -106,7 +106,7 @@ async def test_tls_below_1_2_is_refused(gateway_factory, pki, version):
         w.close()
 
 
-def test_server_context_is_tls_1_2_or_later(pki, tmp_path):
+def test_server_context_is_tls_1_2_or_later(pki):
     ctx = server_context(parse(tls_config(pki)).http.tls)
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_OPTIONAL

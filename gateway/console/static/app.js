@@ -56,6 +56,9 @@ const badge = (s) => el("span", { class: "badge " + s, text: s });
 const note = (text, kind = "info") => el("div", { class: "msg " + kind, role: "status", text });
 
 function table(headers, rows, attrs = {}) {
+  for (const row of rows) {   // labels for the stacked phone layout (CSS td::before)
+    [...row.children].forEach((td, i) => { if (headers[i]) td.setAttribute("data-label", headers[i]); });
+  }
   return el("div", { class: "scroll" },
     el("table", attrs,
       el("thead", {}, el("tr", {}, headers.map((h) => el("th", { text: h })))),
@@ -377,14 +380,18 @@ async function pageInstruments() {
       : "The instrument registry is not available in this gateway yet." }));
     return;
   }
-  const rows = d.instruments.map((i) => el("tr", { "data-instrument": i.name },
-    el("td", { text: i.name }), el("td", { text: i.site || "" }), el("td", { text: i.protocol || "" }),
+  const rows = d.instruments.map((i) => el("tr", { "data-instrument": i.serial },
+    el("td", { text: i.serial + (i.model ? " (" + i.model + ")" : "") + (i.enabled === false ? " – disabled" : "") }),
+    el("td", { text: i.site || "" }), el("td", { text: i.protocol || "" }),
     el("td", { text: fmtTime(i.last_seen) }),
-    el("td", { class: "wrap" }, (i.qc || []).map((q) => el("div", {}, (q.analysis || "?") + ": ",
-      el("span", { class: String(q.state).toLowerCase() === "locked" ? "bad" : "ok", text: q.state }),
-      q.unlocked_at ? " (unlocked " + fmtTime(q.unlocked_at) + " after passed QC)" : ""))),
-    el("td", { class: "wrap", text: (i.operators || []).map((o) => (typeof o === "string" ? o : o.name || o.id)).join(", ") })));
-  root.append(table(["Instrument", "Site", "Protocol", "Last seen", "QC per analysis", "Certified operators"], rows));
+    el("td", { class: "wrap qc" }, (i.analyses || []).map((a) => el("div", { "data-analysis": a.analysis },
+      a.analysis + ": ", el("span", { class: "qc-state " + (a.state === "ok" ? "ok" : "bad"), text: a.state }),
+      el("span", { class: "muted", text: " last QC " + fmtTime(a.last_qc) + ", last passed " + fmtTime(a.last_passed) })))),
+    el("td", { class: "wrap" }, (i.qc_recent || []).map((q) => el("div", {},
+      fmtTime(q.performed_at) + " " + q.analysis + " " + (q.value ?? "") + " " + (q.unit || "") + " ",
+      el("span", { class: q.result === "pass" ? "ok" : (q.result === "fail" ? "bad" : "muted"), text: q.result })))),
+    el("td", { class: "wrap", text: (i.operators || []).map((o) => o.name + " (" + o.operator_id + ")").join(", ") })));
+  root.append(table(["Instrument", "Site", "Protocol", "Last seen", "QC state per analysis", "Recent QC runs", "Certified operators"], rows, { id: "instrument-list" }));
 }
 
 /* ---------- critical results ---------- */
