@@ -103,7 +103,7 @@ def oru_r01(control_id: str, *, fnr: str = "13116900216", value: str = "27",
     segs = [
         f"MSH|^~\\&|POCDM|LEGEVAKT^4210001^L|LABGW|KOMMUNE^4210000^L|20250314093200+0100||ORU^R01^ORU_R01|{control_id}|P|2.5.1|||AL|NE||UNICODE UTF-8",
         f"PID|1||{fnr}^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR||Danser^Line||19691113|F",
-        "OBR|1|ORD-1^EPJ|POC-1^POCDM|POCPANEL^POC-panel^L|||20250314092500||||||||9144889^Koman^Magnar^^^^^^HPR&2.16.578.1.12.4.1.4.4&ISO||||||20250314093100|||F",
+        "OBR|1|ORD-1^EPJ|POC-1^POCDM|POCPANEL^POC-panel^L|||20250314092500|||||||||9144889^Koman^Magnar^^^^^^HPR&2.16.578.1.12.4.1.4.4&ISO||||||20250314093100|||F",
         f"OBX|1|NM|{code}||{value}|{unit}^{unit}^UCUM|<5|H|||F|||20250314092500||OP017^Hansen^Kari||AF2-000987^ACME-CRP|20250314093055",
         f"SPM|1|LID0004711||{specimen}|||||||||||||20250314092500",
     ]
