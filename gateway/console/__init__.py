@@ -53,6 +53,7 @@ def setup(app: web.Application, gw) -> None:
         web.post("/api/admin/critical/{id}/ack", api.critical_ack),
     ])
     app.on_startup.append(lambda _app: _start_jobs(gw))
+    app.on_shutdown.append(lambda _app: api.close_streams())
     app.on_cleanup.append(lambda _app: _stop_jobs(gw))
 
 

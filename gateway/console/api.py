@@ -58,6 +58,12 @@ def _reason(data: dict) -> str:
 class AdminApi:
     def __init__(self, gw):
         self.gw = gw
+        self._streams: set[asyncio.Task] = set()
+
+    async def close_streams(self) -> None:
+        """On shutdown: end the open event streams, so stopping never waits on a browser."""
+        for t in list(self._streams):
+            t.cancel()
 
     @property
     def pool(self):
@@ -122,6 +128,8 @@ class AdminApi:
         require(request, "admin.read")
         resp = web.StreamResponse(headers={**HEADERS, "Content-Type": "text/event-stream",
                                            "X-Accel-Buffering": "no"})
+        task = asyncio.current_task()
+        self._streams.add(task)
         try:
             await resp.prepare(request)
             await resp.write(b": connected\n\n")   # the page has just fetched /overview itself
@@ -131,6 +139,8 @@ class AdminApi:
                 await resp.write(b"event: overview\ndata: " + body + b"\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        finally:
+            self._streams.discard(task)
         return resp
 
     # ---- messages --------------------------------------------------------
