@@ -55,7 +55,19 @@ class Postgres:
         return self.url
 
     def stop(self) -> None:
+        server = self._emb._server
+        user = getattr(server, "system_user", None)
         self._emb.stop()
+        # pgserver only stops the postmaster it started itself; after
+        # restart() that process is gone and the new one would be left running.
+        if (self.data_dir / "postmaster.pid").exists():
+            import subprocess as sp
+
+            from pgserver._commands import pg_ctl
+            try:
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user, timeout=60)
+            except sp.CalledProcessError:
+                pass   # already stopped
 
     def postmaster(self) -> psutil.Process:
         pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
