@@ -105,6 +105,12 @@ class Hl7Pipeline:
             return ORIGINAL
         return AckMode(True, accept or "AL", app or "AL", system.ack_destination)
 
+    def evaluate(self, raw: bytes, source: str, *, peer: str | None = None,
+                 protocol: str = "mllp", received: datetime | None = None) -> MessageRecord:
+        """What storing this message now would store (parse, map, validate,
+        route), without storing anything. The console's replay uses it."""
+        return self._evaluate(raw, source, peer, protocol, received or datetime.now(timezone.utc))[0]
+
     def _evaluate(self, raw, source, peer, protocol, received):
         """Parse, map, validate, route: (record, ack, mode) — record first, the
         console's replay relies on it. Pure: nothing is stored here."""

@@ -72,12 +72,17 @@ class Validator:
         self.results: History = History(lambda p: p.time, max_keys=v.history_max_keys)
         self.orders: History = History(lambda t: t, max_keys=v.history_max_keys)
 
-    def __call__(self, bundle: dict, source: str) -> list[Issue]:
+    def __call__(self, bundle: dict, source: str, *, qc_state=None,
+                 operator_certified=None) -> list[Issue]:
+        """Validate one bundle from ``source``. ``qc_state``/``operator_certified``
+        are the instrument path's lookups for this call (results from registered
+        instruments); without them the validator's own (if any) apply."""
         ctx = RuleContext(now=datetime.now(timezone.utc), tables=self._tables,
                           settings=self._settings.get(source, self._default_settings),
                           clock_skew=self._skew,
-                          allow_synthetic_ids=self._synthetic, qc_state=self.qc_state,
-                          operator_certified=self.operator_certified,
+                          allow_synthetic_ids=self._synthetic,
+                          qc_state=qc_state or self.qc_state,
+                          operator_certified=operator_certified or self.operator_certified,
                           previous_results=self.results.get, recent_orders=self.orders.get,
                           duplicate_order_window=self._dup_window)
         issues = validate(bundle, ctx, keep_view=True)

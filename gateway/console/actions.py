@@ -70,10 +70,10 @@ async def _reevaluate(gw, conn, row) -> Outcome:
         raise ActionRefused("the content was pruned by retention; nothing to replay")
     if row["protocol"] != "mllp" or getattr(gw, "pipeline", None) is None:
         raise ActionRefused(f"replay of {row['protocol']} messages is not supported yet")
-    # The pipeline's evaluation is pure (parse, map, validate, route) and returns the
-    # record first (then the ACK, ...); storing the new verdict is ours here.
-    record = gw.pipeline._evaluate(bytes(row["raw"]), row["source"], row["peer"],
-                                   row["protocol"], datetime.now(timezone.utc))[0]
+    # The pipeline's evaluation is pure (parse, map, validate, route); storing
+    # the new verdict is ours here.
+    record = gw.pipeline.evaluate(bytes(row["raw"]), row["source"], peer=row["peer"],
+                                  protocol=row["protocol"])
     await conn.execute(
         "UPDATE message SET bundle = $2::jsonb, verdict = $3::jsonb, status = $4, ack = $5"
         " WHERE id = $1", row["id"], record.bundle_json, record.verdict_json, record.status,

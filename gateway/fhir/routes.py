@@ -15,7 +15,7 @@ from mappings.issue import Issue, rejects
 
 from .. import audit
 from .. import logging as log_setup
-from ..authz import principal, require
+from ..authz import POLICY, Forbidden, principal, require
 from ..routing import Router
 from . import intake, lab, linking, ordering, search
 from .common import add_outbox, insert_message, now, parse_instant
@@ -105,6 +105,8 @@ class FhirApi:
         who = principal(request)
         if who is None:   # the core marks only /fhir/... as protected; the base URL is ours to check
             return error(401, "AUTH-MISSING", "A bearer token is required")
+        if not who.has(*(POLICY["orders.create"] | POLICY["results.create"])):
+            raise Forbidden(reason="not allowed: orders.create or results.create")   # before reading the body
         raw, bundle = await self._body(request, who, "FHIR:transaction")
         entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
         types = {e["resource"].get("resourceType") for e in entries

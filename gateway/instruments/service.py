@@ -1,8 +1,6 @@
 """Start-up of the instrument side: registry sync, caches, pipeline, listeners."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from .. import logging as log_setup
 from ..config import Config, Listener
 from ..metrics import Metrics
@@ -14,24 +12,6 @@ from .pipeline import InstrumentPipeline
 from .registry import Registry
 
 log = log_setup.get("labgate.instruments")
-
-
-@contextmanager
-def instrument_lookups(validator, registry: Registry):
-    """Give the shared validator the QC and operator lookups for one
-    synchronous call.
-
-    The lookups judge results from registered instruments only; HL7 v2
-    results from point-of-care middleware (which keeps its own QC) go
-    through the same validator without them. There is no ``await`` between
-    setting and restoring, so no other message can see them.
-    """
-    saved = validator.qc_state, validator.operator_certified
-    validator.qc_state, validator.operator_certified = registry.qc_state, registry.operator_certified
-    try:
-        yield validator
-    finally:
-        validator.qc_state, validator.operator_certified = saved
 
 
 class InstrumentService:
@@ -59,8 +39,11 @@ async def start_instruments(*, config: Config, pool, writer: MessageWriter, metr
         await registry.load(conn)
 
     def validate(bundle: dict, system: str):
-        with instrument_lookups(validator, registry) as v:
-            return v(bundle, system)
+        # Results from registered instruments are judged with the gateway's own
+        # QC and operator records; HL7 v2 from POC middleware (which keeps its
+        # own QC) goes through the same validator without them.
+        return validator(bundle, system, qc_state=registry.qc_state,
+                         operator_certified=registry.operator_certified)
 
     pipeline = InstrumentPipeline(
         writer=writer, router=Router(config), registry=registry, validate=validate,
