@@ -34,6 +34,10 @@ from .store import NOTIFY_CHANNEL
 log = log_setup.get("labgate.delivery")
 
 POLL_SECONDS = 1.0
+ACQUIRE_TIMEOUT = 10.0        # waiting for a pool connection
+CONNECT_TIMEOUT = 10.0        # opening the LISTEN connection
+LISTEN_CHECK_SECONDS = 0.5    # how often the LISTEN connection's health is looked at
+ROUND_TIMEOUT = 30.0          # one claim+send+record round, plus ack_timeout per row
 
 _CLAIM = """
 SELECT o.id, o.attempts, o.next_attempt_at, m.bundle::text AS bundle, o.kind,
@@ -185,10 +189,39 @@ class DeliveryService:
     async def start(self) -> None:
         if not self._dests:
             return
-        self._listen_conn = await asyncpg.connect(self._db_url)
-        await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        await self._listen()
+        self._tasks.append(asyncio.create_task(self._keep_listening(), name="deliver-listen"))
         for d in self._dests:
             self._tasks.append(asyncio.create_task(self._loop(d), name=f"deliver-{d.name}"))
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(self._db_url, timeout=CONNECT_TIMEOUT)
+        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        self._listen_conn = conn
+
+    async def _keep_listening(self) -> None:
+        """Re-open LISTEN when its connection drops (e.g. a PostgreSQL restart).
+
+        Notifications sent while it was down are lost, so every loop is woken
+        once after reconnecting to look for work itself.
+        """
+        delay = 0.2
+        while not self._stopping:
+            conn = self._listen_conn
+            if conn is not None and not conn.is_closed():
+                await asyncio.sleep(LISTEN_CHECK_SECONDS)
+                continue
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as e:
+                log.warning("delivery.listen_reconnect_failed", error=type(e).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            log.info("delivery.listen_reconnected")
+            for ev in self._wake.values():
+                ev.set()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -209,9 +242,15 @@ class DeliveryService:
         wake = self._wake[dest.name]
         while not self._stopping:
             try:
-                worked, wait = await self.run_once(dest)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
+                async with asyncio.timeout(ROUND_TIMEOUT + dest.batch * dest.ack_timeout_s):
+                    worked, wait = await self.run_once(dest)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
                 log.warning("delivery.db_error", destination=dest.name, error=type(e).__name__)
+                worked, wait = False, POLL_SECONDS
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:   # a loop that dies silently strands its queue
+                log.error("delivery.round_failed", destination=dest.name, error=type(e).__name__)
                 worked, wait = False, POLL_SECONDS
             if worked:
                 continue
@@ -223,7 +262,7 @@ class DeliveryService:
 
     async def run_once(self, dest: Destination) -> tuple[bool, float]:
         """Claim and send one batch. Returns (did work, seconds to wait if not)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             if dest.ordered:
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(dest.name)):
                     return False, POLL_SECONDS

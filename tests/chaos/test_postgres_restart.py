@@ -37,11 +37,6 @@ async def test_postgres_restart_mid_load_loses_nothing(own_pg, tmp_path):
     assert c.notes["exit_codes"] == [0], c
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway/delivery.py keeps one LISTEN connection and never re-opens it when "
-    "it drops, so after a PostgreSQL restart idle workers wake only on the 1 s poll "
-    "(measured: 800-840 ms per message instead of tens of ms). Remove this marker "
-    "when DeliveryService re-LISTENs after its connection is lost."))
 async def test_notify_wakes_idle_workers_again_after_postgres_restart(own_pg, tmp_path):
     db_url = await own_pg.create_database("chaos_notify")
     work = tmp_path / "work"
