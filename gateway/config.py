@@ -204,10 +204,12 @@ class Listener(_Strict):
 
 class Destination(_Strict):
     name: Name
-    type: Literal["mllp", "pull", "orders"]
-    system: Name = Field(description="the system that receives (mllp) or fetches (pull) the messages")
+    type: Literal["mllp", "pull", "orders", "fhir"]
+    system: Name = Field(description="the system that receives (mllp, fhir) or fetches (pull) the messages")
     host: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
+    base_url: str | None = Field(None, description="fhir: the receiving server's FHIR base URL")
+    token_env: str | None = Field(None, description="fhir: environment variable holding the bearer token to send")
     max_attempts: int = Field(8, ge=1, le=1000)
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(300.0, gt=0)
@@ -220,6 +222,8 @@ class Destination(_Strict):
     def _check_transport(self):
         if self.type == "mllp" and (not self.host or not self.port):
             raise ValueError("an mllp destination needs host and port")
+        if self.type == "fhir" and not (self.base_url or "").startswith(("http://", "https://")):
+            raise ValueError("a fhir destination needs base_url (http:// or https://)")
         return self
 
 

@@ -28,6 +28,7 @@ from mappings.hl7v2.parser import Hl7ParseError, parse
 
 from . import logging as log_setup
 from .config import Config, Destination
+from .fhir_push import FhirPushSender
 from .metrics import Metrics
 from .store import NOTIFY_CHANNEL
 
@@ -180,6 +181,7 @@ class DeliveryService:
         self._dests = [d for d in config.destinations if d.type != "pull"]
         self._wake = {d.name: asyncio.Event() for d in self._dests}
         self._senders = {d.name: MllpSender(d, config) for d in self._dests if d.type == "mllp"}
+        self._senders.update({d.name: FhirPushSender(d, config) for d in self._dests if d.type == "fhir"})
         self._senders.update({d.name: _internal_sender(d, config, pool)
                               for d in self._dests if d.type in _SENDER_MODULES})
         self._tasks: list[asyncio.Task] = []
