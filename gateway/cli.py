@@ -185,26 +185,8 @@ async def _user_create(conn, args, password: str) -> int:
 
 
 async def _with_database(config, work) -> int:
-    """Run ``work(conn)`` on the configured (or embedded) database, migrated."""
-    import asyncpg
-
-    from . import migrate
-    from .app import database_url
-    from .embedded_pg import EmbeddedPostgres, home
-    emb, url = None, database_url(config)
-    if not url:
-        emb = EmbeddedPostgres(home() / "pgdata")
-        url = await asyncio.to_thread(emb.start)
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate.apply(conn)
-            return await work(conn)
-        finally:
-            await conn.close()
-    finally:
-        if emb:
-            await asyncio.to_thread(emb.stop)
+    from .oneshot_db import run_with_database
+    return await run_with_database(config, work)
 
 
 def _send(args) -> int:
@@ -226,43 +208,29 @@ def _token(args) -> int:
 
 
 async def _token_async(config, args) -> int:
-    import asyncpg
+    from .oneshot_db import run_with_database
+    return await run_with_database(config, lambda conn: _token_action(conn, config, args))
 
-    from . import migrate, tokens
-    from .app import database_url
-    from .embedded_pg import EmbeddedPostgres, home
-    emb = None
-    url = database_url(config)
-    if not url:
-        emb = EmbeddedPostgres(home() / "pgdata")
-        url = emb.start()
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate.apply(conn)
-            if args.action == "create":
-                if args.system not in {s.name for s in config.systems}:
-                    print(f"labgate token: no system named {args.system!r} in the configuration",
-                          file=sys.stderr)
-                    return 2
-                tid, token = await tokens.create(conn, args.system, args.label)
-                print(f"token {tid} for {args.system}: {token}")
-                print("Store it now: only its hash is kept.")
-            elif args.action == "revoke":
-                ok = await tokens.revoke(conn, args.id)
-                print("revoked" if ok else "no such live token")
-                return 0 if ok else 1
-            else:
-                for t in await tokens.list_tokens(conn):
-                    state = "revoked" if t["revoked_at"] else "live"
-                    print(f"{t['id']:>5}  {t['system']:<24} {state:<8} {t['created_at']:%Y-%m-%d %H:%M}  {t['label']}")
-        finally:
-            await conn.close()
-    finally:
-        if emb:
-            emb.stop()
+
+async def _token_action(conn, config, args) -> int:
+    from . import tokens
+    if args.action == "create":
+        if args.system not in {s.name for s in config.systems}:
+            print(f"labgate token: no system named {args.system!r} in the configuration",
+                  file=sys.stderr)
+            return 2
+        tid, token = await tokens.create(conn, args.system, args.label)
+        print(f"token {tid} for {args.system}: {token}")
+        print("Store it now: only its hash is kept.")
+    elif args.action == "revoke":
+        ok = await tokens.revoke(conn, args.id)
+        print("revoked" if ok else "no such live token")
+        return 0 if ok else 1
+    else:
+        for t in await tokens.list_tokens(conn):
+            state = "revoked" if t["revoked_at"] else "live"
+            print(f"{t['id']:>5}  {t['system']:<24} {state:<8} {t['created_at']:%Y-%m-%d %H:%M}  {t['label']}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

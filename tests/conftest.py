@@ -3,7 +3,6 @@ database per test, and a gateway factory that runs the real thing on
 ephemeral ports."""
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from pathlib import Path

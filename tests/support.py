@@ -3,7 +3,6 @@ gateway is tested against something it did not build itself."""
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ rows puts those rows back to ``pending`` with a fresh attempt budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import orjson
 

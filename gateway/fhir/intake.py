@@ -4,7 +4,6 @@ targets. Everything wrong becomes an :class:`Issue` with a FHIRPath-style
 location; nothing here touches the database."""
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError

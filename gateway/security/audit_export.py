@@ -88,23 +88,7 @@ def _run(args) -> int:
 
 
 async def _export_async(config, args, out) -> int:
-    import asyncpg
-
-    from .. import migrate
-    from ..app import database_url
-    from ..embedded_pg import EmbeddedPostgres, home
-    emb, url = None, database_url(config)
-    if not url:
-        emb = EmbeddedPostgres(home() / "pgdata")
-        url = emb.start()
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate.apply(conn)
-            return await export(conn, out, gateway_name=config.gateway.name, patient=args.patient,
-                                dates=args.date, action=args.audit_action)
-        finally:
-            await conn.close()
-    finally:
-        if emb:
-            emb.stop()
+    from ..oneshot_db import run_with_database
+    return await run_with_database(config, lambda conn: export(
+        conn, out, gateway_name=config.gateway.name, patient=args.patient,
+        dates=args.date, action=args.audit_action))

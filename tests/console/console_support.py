@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from support import MllpReceiver, base_config, mllp_exchange, oru_r01
+from support import MllpReceiver, mllp_exchange, oru_r01
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_PW = "correct horse battery staple"

@@ -1,0 +1,104 @@
+"""What each trigger on ``message`` costs the durable store.
+
+Stores N realistic accepted ORU^R01 messages through the real MessageWriter
+(group commit, 32 concurrent senders) into a fresh database, once with every
+trigger enabled and once with each trigger disabled in turn, and prints
+messages/s and PostgreSQL CPU seconds per 1,000 messages.
+
+    python -m bench.trigger_cost [--n 4000]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+import orjson
+import psutil
+
+from gateway import migrate
+from gateway.embedded_pg import EmbeddedPostgres
+from gateway.store import MessageRecord, MessageWriter, create_pool
+from mappings.hl7v2.parser import parse
+from mappings.hl7v2.to_fhir import to_bundle
+
+TRIGGERS = ["message_console_keys", "message_validation_index", "message_audit_received"]
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "messages" / "oru-r01-poc-crp-hb.hl7"
+
+
+def _records(n: int) -> list[MessageRecord]:
+    raw0 = EXAMPLE.read_bytes()
+    out = []
+    for i in range(n):
+        raw = raw0.replace(b"POC20250314-000123", f"TC-{i}".encode())
+        bundle, issues = to_bundle(parse(raw))
+        out.append(MessageRecord(
+            source="poc", protocol="mllp", peer="127.0.0.1", message_type="ORU^R01",
+            control_id=f"TC-{i}", sha256=hashlib.sha256(raw).digest(), raw=raw,
+            bundle_json=orjson.dumps(bundle).decode(), verdict_json="[]", status="accepted",
+            ack=b"MSH|^~\\&|ACK", received_at=datetime.now(timezone.utc),
+            destinations=[("ehr-pull", "held")]))
+    return out
+
+
+def _pg_cpu() -> float:
+    total = 0.0
+    for p in psutil.process_iter(["name", "username"]):
+        if p.info["name"] == "postgres" or (p.info["username"] == "pgserver"):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    return total
+
+
+async def _run(base_url: str, records, disabled: str | None) -> tuple[float, float]:
+    name = "tc_" + uuid.uuid4().hex[:8]
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = base_url.replace("/postgres?", f"/{name}?")
+    pool = await create_pool(url, min_size=4, max_size=10)
+    async with pool.acquire() as conn:
+        await migrate.apply(conn)
+        if disabled:
+            await conn.execute(f"ALTER TABLE message DISABLE TRIGGER {disabled}")
+    writer = MessageWriter(pool, writers=2, max_batch=256)
+    queue = list(records)
+
+    async def sender():
+        while queue:
+            await writer.write(queue.pop())
+
+    cpu0, t0 = _pg_cpu(), time.perf_counter()
+    await asyncio.gather(*[sender() for _ in range(32)])
+    wall, cpu = time.perf_counter() - t0, _pg_cpu() - cpu0
+    await writer.close()
+    await pool.close()
+    return len(records) / wall, cpu / len(records) * 1000
+
+
+async def main(n: int) -> None:
+    pg = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pgdata")
+    url = pg.start()
+    try:
+        records = _records(n)
+        for disabled in [None] + TRIGGERS + [None]:
+            rate, cpu = await _run(url, [MessageRecord(**{f: getattr(r, f) for f in r.__slots__}) for r in records], disabled)
+            label = f"without {disabled}" if disabled else "all triggers"
+            print(f"{label:40s} {rate:8.1f} msg/s   PostgreSQL {cpu:5.2f} CPU s per 1,000")
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=4000)
+    asyncio.run(main(ap.parse_args().n))
