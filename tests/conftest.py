@@ -3,6 +3,7 @@ database per test, and a gateway factory that runs the real thing on
 ephemeral ports."""
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -10,6 +11,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from hypothesis import settings
+
+# Property tests explore new random examples on every developer run (that is
+# how they find bugs); CI replays a fixed, derandomized set so a submission's
+# result does not depend on the draw. A crash found locally becomes an
+# explicit regression test.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))

@@ -247,7 +247,7 @@ class BundleView:
         hcodes = tables.haemolysis_index_codes
         for c in codings(res.get("code")):
             system, code = c.get("system"), c.get("code")
-            if hcodes and code in hcodes:
+            if hcodes and isinstance(code, str) and code in hcodes:
                 info.is_hindex = True
             if not isinstance(code, str) or not isinstance(system, str):
                 continue

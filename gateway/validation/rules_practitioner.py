@@ -77,7 +77,8 @@ def _org_identifiers(view: BundleView, wanted: frozenset[str]) -> Iterator[tuple
     """(location, value) of identifiers in ``wanted`` systems on any resource in the bundle."""
     for i, res in view.resources:
         for n, ident in enumerate(as_list(res.get("identifier"))):
-            if isinstance(ident, dict) and ident.get("system") in wanted:
+            system = ident.get("system") if isinstance(ident, dict) else None
+            if isinstance(system, str) and system in wanted:   # hostile input: system may be any JSON
                 yield f"Bundle.entry[{i}].resource.identifier[{n}].value", ident.get("value")
 
 

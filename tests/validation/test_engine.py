@@ -159,3 +159,18 @@ def test_fuzzed_bundles_never_raise(entries):
                       operator_certified={"x": {"*"}})
     for issue in validate({"resourceType": "Bundle", "entry": entries}, ctx):
         assert issue.code in RULES
+
+
+def test_identifier_and_coding_values_of_any_json_type_never_raise():
+    """Regression (found by the property test above): a ``system`` or ``code``
+    that is a list or object must not reach a set/dict lookup."""
+    ctx = RuleContext(now=datetime.fromisoformat("2025-03-14T10:00:00+01:00"),
+                      tables=default_tables())
+    odd = [[], {}, 1, None, True]
+    entries = [{"fullUrl": f"urn:uuid:{i}", "resource": {
+        "resourceType": rt, "identifier": [{"system": v, "value": v}],
+        "code": {"coding": [{"system": v, "code": v}]}}}
+        for i, (rt, v) in enumerate((rt, v) for rt in ("Observation", "Organization", "Patient")
+                                   for v in odd)]
+    for issue in validate({"resourceType": "Bundle", "entry": entries}, ctx):
+        assert issue.code in RULES
