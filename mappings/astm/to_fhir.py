@@ -39,7 +39,7 @@ from mappings.hl7v2.timestamps import to_fhir_date, to_fhir_datetime, to_fhir_in
 from mappings.identifiers import (DNR, FHNR, FNR, HNR, classify_person_number,
                                   person_check_digits)
 from mappings.issue import Issue
-from mappings.poct1a.values import parse_number, same_unit, ucum
+from mappings.values import parse_number, same_unit, ucum
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:labgate:astm")
 DEFAULT_TZ = "Europe/Oslo"

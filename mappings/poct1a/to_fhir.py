@@ -32,7 +32,7 @@ from mappings.identifiers import DNR, FHNR, FNR, classify_person_number, person_
 from mappings.issue import Issue
 
 from . import source
-from .values import parse_datetime, parse_number, same_unit, ucum
+from mappings.values import parse_datetime, parse_number, same_unit, ucum
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:labgate:poct1a")
 DEFAULT_TZ = "Europe/Oslo"

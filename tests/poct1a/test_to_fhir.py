@@ -9,7 +9,7 @@ from adapters.poct1a.xml import parse_message
 from mappings import systems
 from mappings.issue import rejects
 from mappings.poct1a import poct_to_bundle
-from mappings.poct1a.values import parse_datetime, parse_number, same_unit, ucum
+from mappings.values import parse_datetime, parse_number, same_unit, ucum
 
 
 def resources(bundle, kind):

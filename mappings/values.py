@@ -1,4 +1,5 @@
-"""Turn POCT1-A value, unit and time attributes into FHIR-ready values."""
+"""Instrument value, unit and time strings (ASTM, POCT1-A) as FHIR-ready values:
+numbers with comparators, UCUM units, dateTimes with an offset."""
 from __future__ import annotations
 
 import re
