@@ -175,9 +175,11 @@ class MessageWriter:
             if same:
                 same_ids.append(orig["id"])
         if same_ids:
+            # Several copies of one message may share a batch: count each.
             await conn.execute(
-                "UPDATE message SET duplicates = duplicates + 1 WHERE id = ANY($1::bigint[])",
-                same_ids)
+                "UPDATE message m SET duplicates = duplicates + c.n"
+                " FROM (SELECT id, count(*) AS n FROM unnest($1::bigint[]) AS id GROUP BY id) c"
+                " WHERE m.id = c.id", same_ids)
 
 
 class StoreUnavailable(Exception):

@@ -104,6 +104,7 @@ async def test_duplicates_on_concurrent_connections_share_one_row(gateway_factor
     assert all(field(r[0], "MSA", 1) == "AA" for r in replies)
     assert await gw.pool.fetchval("SELECT count(*) FROM message") == 1
     assert await gw.pool.fetchval("SELECT count(*) FROM outbox") == 1
+    assert await gw.pool.fetchval("SELECT duplicates FROM message") == 7   # every copy counted
 
 
 async def test_destination_answering_ae_is_retried_then_dead_lettered(gateway_factory):
