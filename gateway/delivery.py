@@ -28,7 +28,6 @@ from mappings.hl7v2.parser import Hl7ParseError, parse
 
 from . import logging as log_setup
 from .config import Config, Destination
-from .fhir_push import FhirPushSender
 from .metrics import Metrics
 from .store import NOTIFY_CHANNEL
 
@@ -149,10 +148,14 @@ def _observations_are_order_info(bundle: dict) -> bool:
 # Internal destination types (no network peer) provide a sender from their own
 # package: type -> module that registers a factory(dest, config, pool) in SENDERS.
 SENDERS: dict = {}
-_SENDER_MODULES = {"orders": "gateway.fhir.linking"}
+_SENDER_MODULES = {"orders": "gateway.fhir.linking", "fhir": "gateway.fhir_push"}
 
 
-def _internal_sender(dest: Destination, config: Config, pool: asyncpg.Pool):
+def _sender_for(dest: Destination, config: Config, pool: asyncpg.Pool):
+    """The sender of one push destination. Modules of other types import this
+    one, so they are imported here, when first needed, and register themselves."""
+    if dest.type == "mllp":
+        return MllpSender(dest, config)
     import importlib
     importlib.import_module(_SENDER_MODULES[dest.type])
     return SENDERS[dest.type](dest, config, pool)
@@ -180,10 +183,7 @@ class DeliveryService:
         self._db_url = db_url
         self._dests = [d for d in config.destinations if d.type != "pull"]
         self._wake = {d.name: asyncio.Event() for d in self._dests}
-        self._senders = {d.name: MllpSender(d, config) for d in self._dests if d.type == "mllp"}
-        self._senders.update({d.name: FhirPushSender(d, config) for d in self._dests if d.type == "fhir"})
-        self._senders.update({d.name: _internal_sender(d, config, pool)
-                              for d in self._dests if d.type in _SENDER_MODULES})
+        self._senders = {d.name: _sender_for(d, config, pool) for d in self._dests}
         self._tasks: list[asyncio.Task] = []
         self._listen_conn: asyncpg.Connection | None = None
         self._stopping = False

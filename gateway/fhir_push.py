@@ -15,15 +15,14 @@ import aiohttp
 import orjson
 
 from .config import Config, Destination
+from .delivery import SENDERS, SendFailed
 
 FHIR_JSON = "application/fhir+json"
 OUTBOX_SYSTEM = "urn:labgate:outbox"
 
 
 class FhirPushSender:
-    def __init__(self, dest: Destination, config: Config):
-        from .delivery import SendFailed   # the shared failure type
-        self._failed = SendFailed
+    def __init__(self, dest: Destination, config: Config, _pool=None):
         self._url = dest.base_url.rstrip("/")
         self._token_env = dest.token_env
         self._timeout = aiohttp.ClientTimeout(total=dest.ack_timeout_s)
@@ -46,13 +45,13 @@ class FhirPushSender:
                                           headers=self._headers()) as resp:
                 body = await resp.read()
         except TimeoutError:
-            raise self._failed("timeout", f"no answer from {self._url} within the timeout") from None
+            raise SendFailed("timeout", f"no answer from {self._url} within the timeout") from None
         except aiohttp.ClientError as e:
-            raise self._failed("error", f"{type(e).__name__}: {e}"[:500]) from None
+            raise SendFailed("error", f"{type(e).__name__}: {e}"[:500]) from None
         if 200 <= resp.status < 300:
             return f"HTTP {resp.status}"
         outcome = "rejected" if 400 <= resp.status < 500 else "error"
-        raise self._failed(outcome, f"HTTP {resp.status}: {_outcome_text(body)}"[:500])
+        raise SendFailed(outcome, f"HTTP {resp.status}: {_outcome_text(body)}"[:500])
 
     async def close(self) -> None:
         if self._session is not None:
@@ -67,3 +66,6 @@ def _outcome_text(body: bytes) -> str:
                          for i in doc.get("issue", []))[:400] or "no details"
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         return "no OperationOutcome"
+
+
+SENDERS["fhir"] = FhirPushSender
