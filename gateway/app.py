@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
@@ -22,17 +22,18 @@ from .http_api import HttpApi
 from .metrics import Metrics
 from .pipeline import Hl7Pipeline
 from .routing import Router
-from .store import MessageWriter, StoreUnavailable, create_pool
+from .peer_access import allow_list
+from .store import MessageWriter, create_pool
 from .validator import Validator, load_rule_tables
 
 log = log_setup.get("labgate.app")
 
 # Modules that add HTTP routes: each has ``setup(app: web.Application, gw: Gateway)``.
-# Feature modules append themselves here (one line each).
-ROUTE_MODULES: list[str] = []
-ROUTE_MODULES.append("gateway.console")   # /console pages and /api/admin (docs/console.md)
-ROUTE_MODULES.append("gateway.fhir.routes")  # [fhir] orders, specimens, results
-ROUTE_MODULES.append("gateway.security.audit_api")  # [security] GET /fhir/AuditEvent (auditor)
+ROUTE_MODULES = [
+    "gateway.console",              # /console pages and /api/admin (docs/console.md)
+    "gateway.fhir.routes",          # orders, specimens, results (docs/fhir.md)
+    "gateway.security.audit_api",   # GET /fhir/AuditEvent for auditors (docs/security.md)
+]
 
 
 def database_url(config: Config) -> str | None:
@@ -76,9 +77,9 @@ class Gateway:
                                gateway_name=self.config.gateway.name,
                                facility=self.config.gateway.facility,
                                validate=self.validator,
-                               systems={s.name: s for s in self.config.systems})   # [hl7v2] ACK modes
+                               systems={s.name: s for s in self.config.systems})   # ACK modes
         self.pipeline = pipeline   # the console replays stored messages through it
-        from .instruments.service import start_instruments   # [instruments] docs/instruments.md
+        from .instruments.service import start_instruments   # docs/instruments.md
         self.instruments = await start_instruments(config=self.config, pool=self.pool,
                                                    writer=self._writer, metrics=self.metrics,
                                                    validator=self.validator)
@@ -94,39 +95,33 @@ class Gateway:
                  listeners={n: s.port for n, s in self.listeners.items()})
 
     async def _start_listener(self, lst: Listener, pipeline: Hl7Pipeline) -> None:
-        from .mllp_tls import CertificateSystems, listener_context   # [hl7v2] MLLP over TLS
-        networks = [ipaddress.ip_network(a, strict=False) for a in lst.allow]
+        from .mllp_tls import CertificateSystems, listener_context
+        allowed = allow_list(lst)
         cert_systems = CertificateSystems(lst.tls)
 
         def authorize(peer: Peer) -> str | None:
-            try:
-                addr = ipaddress.ip_address(peer.host)
-            except ValueError:
-                return None
-            if not any(addr in net for net in networks if net.version == addr.version):
-                log.warning("listener.peer_refused", listener=lst.name, peer=peer.host)
+            if not allowed(peer.host):
                 return None
             if not cert_systems:
                 return lst.system
-            system = cert_systems.system_for(peer.tls_subject, peer.cert)  # [hl7v2] mTLS
+            system = cert_systems.system_for(peer.tls_subject, peer.cert)   # mTLS: the cert names the system
             if system is None:
                 log.warning("listener.certificate_refused", listener=lst.name, peer=peer.host,
                             tls_subject=peer.tls_subject)
             return system
 
-        async def handle(message: bytes, peer: Peer) -> bytes:
-            try:
-                return await pipeline.handle(message, peer.system or lst.system, peer=peer.host)
-            except StoreUnavailable:
-                # No positive ACK: closing the connection makes the sender retry.
-                raise
+        async def handle(message: bytes, peer: Peer) -> bytes | None:
+            # StoreUnavailable propagates: the adapter closes the connection without
+            # an ACK, so the sender retries.
+            return await pipeline.handle(message, peer.system or lst.system, peer=peer.host)
 
         def on_oversize(peer: Peer) -> bytes:
             issue = Issue("error", "MLLP-MESSAGE-TOO-LARGE", "MSH",
                           f"The message exceeds this listener's limit of {lst.max_message_bytes} bytes",
                           "Meldingen er større enn grensen for denne mottakeren")
             return build_ack(None, "AR", [issue], control_id="LGOVERSIZE",
-                             timestamp=_now(), sending_app=self.config.gateway.name)
+                             timestamp=datetime.now(timezone.utc),
+                             sending_app=self.config.gateway.name)
 
         server = MllpServer(handle, name=lst.name, max_message_bytes=lst.max_message_bytes,
                             idle_timeout=lst.idle_timeout_s, max_connections=lst.max_connections,
@@ -181,7 +176,3 @@ class Gateway:
             await asyncio.to_thread(self._embedded.stop)
         log.info("gateway.stopped")
 
-
-def _now():
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc)

@@ -56,7 +56,7 @@ _COUNT = _param("_count", "number", "Page size, 1-500")
 
 
 def _order_resources() -> list[dict]:
-    """[fhir] Orders, specimens, claims and results (gateway/fhir, docs/fhir.md)."""
+    """Orders, specimens, claims and results (gateway/fhir, docs/fhir.md)."""
     return [
         {"type": "ServiceRequest",
          "interaction": [{"code": "create"}, {"code": "read"}, {"code": "search-type"}],

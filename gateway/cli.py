@@ -60,9 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     uc.add_argument("--role", action="append", required=True, choices=["admin", "auditor"])
     uc.add_argument("--password-stdin", action="store_true")
     u.set_defaults(func=_user)
-    from .instruments.simulate_cli import add_parser as add_simulate   # [instruments]
+    from .instruments.simulate_cli import add_parser as add_simulate
     add_simulate(sub)
-    from .security.audit_export import add_parser as add_audit   # [security] labgate audit export
+    from .security.audit_export import add_parser as add_audit   # labgate audit export
     add_audit(sub)
     return p
 
@@ -118,7 +118,7 @@ async def _demo_banner(gw) -> None:
         for system in gw.config.systems:
             _, token = await tokens.create(conn, system.name, label="demo")
             creds[system.name] = token
-        creds["console"] = await _demo_admin(conn)   # [console] one demo admin, fresh password
+        creds["console"] = await _demo_admin(conn)   # one demo admin, fresh password
     path = home() / "demo-credentials.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -127,7 +127,7 @@ async def _demo_banner(gw) -> None:
     http = f"http://{gw.config.http.host}:{gw.http_port}"
     mllp = {lst.name: f"{lst.host}:{gw.listeners[lst.name].port}" for lst in gw.config.listeners
             if lst.protocol == "mllp"}
-    instruments = "".join(   # [instruments] ASTM / POCT1-A listeners
+    instruments = "".join(   # ASTM / POCT1-A listeners
         f"\n  .venv/bin/labgate simulate {lst.protocol} --to {lst.host}:{gw.listeners[lst.name].port}"
         + (" --qc-first" if lst.protocol == "poct1a" else "")
         for lst in gw.config.listeners if lst.protocol != "mllp")

@@ -281,7 +281,7 @@ class Config(_Strict):
         _unique("routes", self.routes)
         systems = {s.name for s in self.systems}
         dests = {d.name for d in self.destinations}
-        for i, sysc in enumerate(self.systems):   # [hl7v2] enhanced acknowledgement mode
+        for i, sysc in enumerate(self.systems):   # enhanced acknowledgement mode
             if sysc.ack_mode == "enhanced" and not sysc.ack_destination:
                 raise ValueError(f"systems[{i}].ack_destination: needed with ack_mode = 'enhanced'")
             if sysc.ack_destination:

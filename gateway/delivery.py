@@ -79,7 +79,7 @@ class MllpSender:
         self._dest = dest
         self._gateway = config.gateway
         ssl_ctx = None
-        if dest.tls:   # [hl7v2] MLLP over TLS
+        if dest.tls:   # MLLP over TLS
             from .mllp_tls import destination_context
             ssl_ctx = destination_context(dest.tls, f"destinations.{dest.name}")
         self._client = MllpClient(dest.host, dest.port, ack_timeout=dest.ack_timeout_s, ssl=ssl_ctx,
@@ -100,7 +100,7 @@ class MllpSender:
         return await self.send_bytes(message)
 
     async def send_app_ack(self, row) -> str:
-        """[hl7v2] The application ACK of a stored message (enhanced mode)."""
+        """The application ACK of a stored message (enhanced mode)."""
         from .pipeline import application_ack
         return await self.send_bytes(application_ack(
             bytes(row["raw"]), row["verdict"], row["status"], control_id=f"LG{row['id']}",
@@ -134,7 +134,7 @@ def _builder_for(bundle: dict):
 
 
 def _observations_are_order_info(bundle: dict) -> bool:
-    """[hl7v2] True when every Observation is an order's supportingInfo (the OBX of an
+    """True when every Observation is an order's supportingInfo (the OBX of an
     OML^O21/ORM^O01, e.g. ask-at-order-entry answers), i.e. none is a result."""
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)
                and isinstance(e.get("resource"), dict)]

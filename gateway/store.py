@@ -38,7 +38,7 @@ class MessageRecord:
     ack: bytes | None
     received_at: datetime
     destinations: list[tuple[str, str]] = field(default_factory=list)  # (name, initial state)
-    app_ack_to: str | None = None    # [hl7v2] destination of the application ACK (enhanced mode)
+    app_ack_to: str | None = None    # destination of the application ACK (enhanced mode)
     duplicate_of: int | None = None
 
 

@@ -7,8 +7,6 @@ system.
 """
 from __future__ import annotations
 
-import ipaddress
-
 from adapters.astm.e1381 import ReceiverConfig, SenderConfig
 from adapters.astm.server import AstmServer
 from adapters.poct1a.server import PoctServer, ServerConfig
@@ -16,26 +14,11 @@ from adapters.poct1a.conversation import ConversationConfig
 
 from .. import logging as log_setup
 from ..config import Listener
+from ..peer_access import allow_list
 from ..instruments.settings import InstrumentSettings
 from .pipeline import InstrumentPipeline
 
 log = log_setup.get("labgate.instruments.listeners")
-
-
-def allow_list(lst: Listener):
-    """``authorize(host) -> bool`` from the listener's CIDR allow-list."""
-    networks = [ipaddress.ip_network(a, strict=False) for a in lst.allow]
-
-    def authorize(host: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return False
-        if any(addr in net for net in networks if net.version == addr.version):
-            return True
-        log.warning("listener.peer_refused", listener=lst.name, peer=host)
-        return False
-    return authorize
 
 
 async def start_astm(lst: Listener, pipeline: InstrumentPipeline,
