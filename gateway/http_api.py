@@ -27,7 +27,7 @@ FHIR_JSON = "application/fhir+json"
 MAX_PAGE = 500
 
 _PULL = """
-SELECT o.id, m.bundle::text AS bundle, o.created_at
+SELECT o.id, m.bundle::text AS bundle, ARRAY(SELECT audit_patients(m.bundle)) AS patients
 FROM outbox o JOIN message m ON m.id = o.message_id
 WHERE o.destination = $1 AND o.state = 'held' AND o.id > $2
 ORDER BY o.id LIMIT $3
@@ -35,25 +35,16 @@ ORDER BY o.id LIMIT $3
 
 
 def outcome(status: int, code: str, text: str, *, severity: str = "error",
-            issue_type: str = "processing") -> web.Response:
+            issue_type: str = "processing", headers: dict | None = None) -> web.Response:
     body = {"resourceType": "OperationOutcome", "issue": [{
         "severity": severity, "code": issue_type, "details": {
             "coding": [{"system": "urn:labgate:rule", "code": code}], "text": text}}]}
-    return web.Response(status=status, body=orjson.dumps(body), content_type=FHIR_JSON)
+    return web.Response(status=status, body=orjson.dumps(body), content_type=FHIR_JSON,
+                        headers=headers)
 
 
 def _fhir(body: dict, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type=FHIR_JSON)
-
-
-def patient_ids(bundle: dict) -> list[str]:
-    """Person identifiers of the Patient resources in a bundle (for the audit trail)."""
-    out = []
-    for e in bundle.get("entry", []):
-        res = e.get("resource", {})
-        if res.get("resourceType") == "Patient":
-            out += [i.get("value") for i in res.get("identifier", []) if i.get("value")]
-    return out
 
 
 def _is_protected(path: str) -> bool:
@@ -135,12 +126,9 @@ class HttpApi:
             return None
         self._limit_exceeded.labels("rate", "http").inc()
         log.warning("http.rate_limited", path=request.path, peer=request.remote)
-        body = {"resourceType": "OperationOutcome", "issue": [{
-            "severity": "error", "code": "throttled", "details": {
-                "coding": [{"system": "urn:labgate:rule", "code": "RATE-LIMITED"}],
-                "text": f"More than {self._limiter.per_minute} requests per minute; retry later"}}]}
-        return web.Response(status=429, body=orjson.dumps(body), content_type=FHIR_JSON,
-                            headers={"Retry-After": retry_after(wait)})
+        return outcome(429, "RATE-LIMITED",
+                       f"More than {self._limiter.per_minute} requests per minute; retry later",
+                       issue_type="throttled", headers={"Retry-After": retry_after(wait)})
 
     async def _authenticate(self, request: web.Request) -> Principal | None:
         """The caller: a system by client certificate or bearer token (console sessions add users here)."""
@@ -203,17 +191,16 @@ class HttpApi:
         except ValueError:
             return outcome(400, "SEARCH-PARAM-INVALID", "_count and _after must be integers",
                            issue_type="value")
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_PULL, dest.name, after, count)
         base = f"{request.scheme}://{request.host}/fhir/Bundle"
         entries = []
         async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_PULL, dest.name, after, count)
             for r in rows:
                 res = orjson.loads(r["bundle"])
                 res["id"] = str(r["id"])
                 entries.append({"fullUrl": f"{base}/{r['id']}", "resource": res,
                                 "search": {"mode": "match"}})
-                for pid in patient_ids(res) or [None]:
+                for pid in r["patients"] or [None]:
                     await audit.record(conn, who=who, action="results.pull", resource_type="Bundle",
                                        resource_id=str(r["id"]), patient=pid, peer=request.remote)
         body = {"resourceType": "Bundle", "type": "searchset", "entry": entries,
