@@ -115,6 +115,7 @@ async def _demo_banner(gw) -> None:
     from .embedded_pg import home
     creds = {}
     async with gw.pool.acquire() as conn:
+        await tokens.revoke_labelled(conn, "demo")   # the last run's secrets stop working
         for system in gw.config.systems:
             _, token = await tokens.create(conn, system.name, label="demo")
             creds[system.name] = token

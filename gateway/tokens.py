@@ -30,6 +30,13 @@ async def revoke(conn: asyncpg.Connection, token_id: int) -> bool:
     return status.endswith(" 1")
 
 
+async def revoke_labelled(conn: asyncpg.Connection, label: str) -> int:
+    """Revoke every live token with this label (e.g. the previous demo run's)."""
+    status = await conn.execute(
+        "UPDATE api_token SET revoked_at = now() WHERE label = $1 AND revoked_at IS NULL", label)
+    return int(status.split()[-1])
+
+
 async def list_tokens(conn: asyncpg.Connection) -> list[dict]:
     rows = await conn.fetch(
         "SELECT id, system, label, created_at, revoked_at FROM api_token ORDER BY id")
