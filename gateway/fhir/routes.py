@@ -109,8 +109,8 @@ class FhirApi:
             raise Forbidden(reason="not allowed: orders.create or results.create")   # before reading the body
         raw, bundle = await self._body(request, who, "FHIR:transaction")
         entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
-        types = {e["resource"].get("resourceType") for e in entries
-                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)}
+        types = {rt for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                 and isinstance(rt := e["resource"].get("resourceType"), str)}
         if types & {"DiagnosticReport", "Observation"}:
             return await self._results(request, require(request, "results.create"), raw, bundle)
         who = require(request, "orders.create")

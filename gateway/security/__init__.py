@@ -1,7 +1,6 @@
 """Security controls shared by the gateway's edges (issue 8).
 
 - :mod:`.jsonsafe`   ``load_json``: JSON with size and depth limits
-- :mod:`.fhirsafe`   ``validate_resource``: R4 validation that hostile input cannot crash
 - :mod:`.secretfiles` secrets from the environment or owner-only files
 - :mod:`.tls`        HTTPS server context (TLS 1.2+) and client certificate → system
 - :mod:`.ratelimit`  token bucket per caller (requests per minute)

@@ -225,6 +225,8 @@ async def test_single_service_request_rejections(fhir_gw):
     b' "status": "active", "intent": "order", "subject": {"reference": "Patient/1"},'
     b' "contained": [{"resourceType": "Nope"}]}, "request": {"method": "POST", "url": "ServiceRequest"}}]}',
     b'\xff\xfe{}', b'',
+    b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": ["x"]}}]}',
+    b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": {"a": 1}}}]}',
 ])
 async def test_hostile_bodies_get_an_operation_outcome(fhir_gw, raw):
     gw, c = fhir_gw

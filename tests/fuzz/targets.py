@@ -16,7 +16,8 @@ from adapters.astm.e1394 import AstmParseError, parse_messages
 from adapters.poct1a import GatewayConversation, PoctXmlError, StreamSplitter, parse_message
 from adapters.poct1a.conversation import ObservationReceived
 from gateway.security import JsonLimitError, load_json
-from gateway.security.fhirsafe import validate_resource
+from gateway.fhir import intake
+from gateway.fhir.routes import ORDER_TYPES, RESULT_TYPES
 from mappings.astm.to_fhir import astm_to_bundle
 from mappings.hl7v2.parser import Hl7ParseError, parse
 from mappings.hl7v2.to_fhir import to_bundle
@@ -83,13 +84,19 @@ def poct1a(data: bytes) -> None:
 
 
 def fhir_json(data: bytes) -> None:
-    """FHIR JSON: the safe loader, then R4B validation (gateway.security.fhirsafe)."""
+    """FHIR JSON as the API takes it: the safe loader, then the intake checks
+    the order and result endpoints run (gateway.fhir.intake)."""
     try:
         value = load_json(data, max_depth=64, max_bytes=1 << 20)
     except JsonLimitError:
         return
-    problems = validate_resource(value)
-    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+    if not isinstance(value, dict):
+        return
+    problems = intake.check_resource(value, "Resource")
+    if value.get("resourceType") == "Bundle":
+        problems += intake.check_bundle(value, ORDER_TYPES | RESULT_TYPES)
+        problems += intake.check_references(value)
+    assert all(isinstance(p, Issue) for p in problems)
 
 
 TARGETS = {"hl7v2": hl7v2, "astm": astm, "poct1a": poct1a, "fhir_json": fhir_json}

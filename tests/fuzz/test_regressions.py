@@ -5,7 +5,7 @@ import pytest
 
 from adapters.poct1a import GatewayConversation, PoctXmlError, StreamSplitter, parse_message
 from adapters.poct1a.xml import XML_MALFORMED
-from gateway.security.fhirsafe import validate_resource
+from gateway.fhir.intake import check_resource
 from targets import TARGETS
 
 _POCT_BODY = b'<OBS.R01><HDR><HDR.control_id V="101"/><HDR.version_id V="POCT1"/></HDR></OBS.R01>'
@@ -34,8 +34,9 @@ def test_poct_xml_declaring_an_unusable_encoding_is_malformed_not_a_crash(encodi
 ])
 def test_nested_unknown_resource_type_is_a_validation_problem(resource):
     # fhir.resources raised KeyError('R4.taeiPntType') (atheris, fhir_json target).
-    problems = validate_resource(resource)
-    assert problems and "unknown nested resource type" in problems[0]
+    problems = check_resource(resource, "Resource")
+    assert [p.code for p in problems] == ["FHIR-STRUCTURE"]
+    assert "Unknown nested resource type" in problems[0].text
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
