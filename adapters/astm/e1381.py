@@ -124,6 +124,7 @@ class Receiver:
             return []
         fn, records = self._pending
         self._pending = None
+        self._unit = bytearray()
         self._records = records
         self._commit_frame_number(fn)
         self.state = self.RECEIVING
@@ -265,16 +266,18 @@ class Receiver:
             self._commit_frame_number(fn)
             return self._answer_good_frame()
         unit = bytes(self._unit + text)
-        self._unit = bytearray()
         if not unit.endswith((b"\r", b"\n")):
             unit += b"\r"                  # tolerate a record ended by ETX alone
         messages, rest = _complete_messages(self._records + split_message(unit))
         out: list[Action] = [MessageReceived(m) for m in messages]
         self.stats["messages"] += len(messages)
         if messages and self.config.confirm_messages:
+            # The ETB text gathered so far stays until accept(): after a NAK only
+            # this last frame is resent, and it must complete the same unit.
             self._pending = (fn, rest)
             self.state = self.CONFIRMING
             return out
+        self._unit = bytearray()
         self._records = rest
         self._commit_frame_number(fn)
         return out + self._answer_good_frame()

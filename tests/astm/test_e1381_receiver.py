@@ -327,6 +327,22 @@ def test_confirm_mode_reject_naks_and_the_retransmission_is_delivered_again():
     assert sends(r.accept()) == ACK
 
 
+def test_confirm_mode_reject_keeps_the_etb_frames_before_the_last():
+    # A message framed as one unit split by ETB: after a NAK of its last (ETX)
+    # frame, only that frame is resent, so the text of the earlier frames must
+    # be kept; delivering the last frame alone would store a truncated message.
+    msg = records("E5")
+    fs = encode_records([msg], 1, 40)
+    assert len(fs) > 2
+    r = started(ReceiverConfig(confirm_messages=True))
+    out = r.feed(b"".join(fs))
+    assert received(out) == [msg]
+    assert r.reject() == NAKED
+    out = r.feed(fs[-1])
+    assert received(out) == [msg]
+    assert sends(r.accept()) == ACK
+
+
 def test_accept_and_reject_outside_confirmation_do_nothing():
     r = Receiver()
     assert r.accept() == [] and r.reject() == []
