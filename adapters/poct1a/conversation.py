@@ -234,8 +234,12 @@ class GatewayConversation:
     # gateway commands ----------------------------------------------------------
 
     def acknowledge_observation(self, control_id: str, accepted: bool,
-                                error_text: str | None = None) -> bool:
+                                error_text: str | None = None, *, final: bool = True) -> bool:
         """Answer a pending observation with ACK AA, or ACK AE and ``error_text``.
+
+        ``final=False`` is for a temporary failure ("resend later"): the answer
+        is not remembered, so a resend of the same control id is decided anew
+        instead of getting this AE again as a duplicate.
 
         Returns False (and sends nothing) when no decision is pending for
         ``control_id`` or the conversation is closed.
@@ -243,7 +247,10 @@ class GatewayConversation:
         if self.closed or control_id not in self._answers or self._answers[control_id] is not None:
             return False
         note = None if accepted else (error_text or "observation rejected")
-        self._answers[control_id] = (accepted, note)
+        if final:
+            self._answers[control_id] = (accepted, note)
+        else:
+            del self._answers[control_id]
         self._send(self._factory.ack(control_id, accepted=accepted, note=note))
         self._open_gate_after_ack()
         self._pump()

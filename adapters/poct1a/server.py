@@ -182,8 +182,8 @@ class PoctServer:
                 for item in await self._hello_pushes(event.message, peer):
                     conv.push(item)
             elif isinstance(event, ObservationReceived):
-                accepted, text = await self._decide(event.message, peer)
-                conv.acknowledge_observation(event.control_id, accepted, text)
+                accepted, text, final = await self._decide(event.message, peer)
+                conv.acknowledge_observation(event.control_id, accepted, text, final=final)
                 self._stats["observations_accepted" if accepted else "observations_rejected"] += 1
 
     async def _hello_pushes(self, message: PoctMessage, peer: str) -> Sequence:
@@ -198,15 +198,16 @@ class PoctServer:
             log.error("poct1a.on_hello_bad_push", peer=peer, ignored=len(items) - len(pushes))
         return pushes
 
-    async def _decide(self, message: PoctMessage, peer: str) -> tuple[bool, str | None]:
+    async def _decide(self, message: PoctMessage, peer: str) -> tuple[bool, str | None, bool]:
+        """(accepted, error text, final); a gateway failure is not final."""
         try:
             accepted, text = await asyncio.wait_for(self._on_observation(message, peer),
                                                     self.config.decision_timeout)
-            return bool(accepted), text
+            return bool(accepted), text, True
         except Exception as exc:
             log.error("poct1a.on_observation_failed", peer=peer, error=type(exc).__name__,
                       control_id=message.control_id)
-            return False, f"{GATEWAY_ERROR}: the gateway could not store the message; resend later"
+            return False, f"{GATEWAY_ERROR}: the gateway could not store the message; resend later", False
 
     def _record(self, events: list[Event], peer: str) -> None:
         for event in events:

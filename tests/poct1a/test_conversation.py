@@ -138,6 +138,19 @@ def test_duplicate_after_decision_gets_same_answer_without_reprocessing(opened, 
     assert int(again.control_id) == int(first.control_id) + 1
 
 
+def test_resend_after_a_temporary_failure_is_decided_again(opened, device_msg):
+    obs = device_msg("OBS.R01", "10004")
+    opened.receive_data(obs)
+    opened.acknowledge_observation("10004", False, "resend later", final=False)
+    (nak,) = sent(opened)
+    assert nak.value("ACK.type_cd") == "AE"
+    events = opened.receive_data(obs)                    # the device resends
+    assert kinds(events) == ["ObservationReceived"]      # not a cached duplicate
+    assert opened.acknowledge_observation("10004", True)
+    (ack,) = sent(opened)
+    assert ack.value("ACK.type_cd") == "AA"
+
+
 def test_duplicate_while_pending_is_answered_once(opened, device_msg):
     obs = device_msg("OBS.R01", "10003")
     opened.receive_data(obs)
