@@ -3,8 +3,10 @@ numbers with comparators, UCUM units, dateTimes with an offset."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
+
+from mappings.hl7v2.timestamps import to_fhir_datetime
 
 # Device unit spellings -> UCUM (DOMAIN.md §1.5: 10E9/L, 10#9/L for 10⁹/L).
 UCUM_SPELLINGS = {
@@ -54,27 +56,31 @@ def parse_number(text: str) -> tuple[str | None, int | float] | None:
     return m.group(1), number
 
 
-_COMPACT = ("%Y%m%d%H%M%S%z", "%Y%m%d%H%M%z", "%Y%m%d%H%M%S", "%Y%m%d%H%M")
+_COMPACT = re.compile(r"\d{4,14}(\.\d+)?([+-]\d{4})?")
 
 
 def parse_datetime(text: str, default_tz: str) -> tuple[str | None, bool]:
-    """An ISO 8601 / compact device time as FHIR dateTime text.
+    """An ISO 8601 / compact device time as FHIR dateTime text, at its own precision.
 
+    Compact all-digit times (``YYYYMMDD[HHMM[SS]][+ZZZZ]``) are read as HL7 v2
+    timestamps are (mappings.hl7v2.timestamps); ISO text with a time (``T``)
+    by ``datetime.fromisoformat``; a date alone stays a date (no invented time).
     Returns (value, assumed_zone): value None when unreadable; assumed_zone
-    True when the device gave no offset and ``default_tz`` was applied.
+    True when the device gave a time without an offset and ``default_tz`` was applied.
     """
     text = text.strip()
-    dt = None
+    if _COMPACT.fullmatch(text):
+        value = to_fhir_datetime(text, default_tz)
+        has_time = value is not None and "T" in value
+        return value, has_time and not re.search(r"[+-]\d{4}$", text)
+    if "T" not in text:
+        try:
+            return date.fromisoformat(text).isoformat(), False
+        except ValueError:
+            return None, False
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        for fmt in _COMPACT:
-            try:
-                dt = datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-    if dt is None:
         return None, False
     assumed = dt.tzinfo is None
     if assumed:

@@ -92,10 +92,12 @@ def fhir_json(data: bytes) -> None:
         return
     if not isinstance(value, dict):
         return
-    problems = intake.check_resource(value, "Resource")
-    if value.get("resourceType") == "Bundle":
-        problems += intake.check_bundle(value, ORDER_TYPES | RESULT_TYPES)
-        problems += intake.check_references(value)
+    if value.get("resourceType") == "Bundle":     # what POST /fhir runs (references included)
+        problems = intake.check_bundle(value, ORDER_TYPES | RESULT_TYPES)
+    else:                                          # what POST /fhir/ServiceRequest runs
+        problems = intake.check_resource(value, "Resource")
+        if not problems:
+            problems = intake.resource_references(value, "Resource")
     assert all(isinstance(p, Issue) for p in problems)
 
 

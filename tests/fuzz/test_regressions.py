@@ -5,7 +5,8 @@ import pytest
 
 from adapters.poct1a import GatewayConversation, PoctXmlError, StreamSplitter, parse_message
 from adapters.poct1a.xml import XML_MALFORMED
-from gateway.fhir.intake import check_resource
+from gateway.fhir.intake import check_bundle, check_resource
+from gateway.fhir.routes import ORDER_TYPES, RESULT_TYPES
 from targets import TARGETS
 
 _POCT_BODY = b'<OBS.R01><HDR><HDR.control_id V="101"/><HDR.version_id V="POCT1"/></HDR></OBS.R01>'
@@ -26,14 +27,19 @@ def test_poct_xml_declaring_an_unusable_encoding_is_malformed_not_a_crash(encodi
     assert conv.data_to_send() is not None
 
 
-@pytest.mark.parametrize("resource", [
-    {"resourceType": "Bundle", "type": "transaction",
-     "entry": [{"resource": {"resourceType": "taeiPnt"}, "request": {"method": "POST", "url": "Patient"}}]},
-    {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-     "subject": {"reference": "Patient/1"}, "contained": [{"resourceType": "Nope"}]},
-])
-def test_nested_unknown_resource_type_is_a_validation_problem(resource):
-    # fhir.resources raised KeyError('R4.taeiPntType') (atheris, fhir_json target).
+def test_unknown_resource_type_in_a_bundle_entry_is_refused():
+    # fhir.resources raised KeyError('R4.taeiPntType') (atheris, fhir_json target);
+    # the API checks bundle entries one by one, as here.
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": {"resourceType": "taeiPnt"},
+                         "request": {"method": "POST", "url": "Patient"}}]}
+    assert check_resource(bundle, "Bundle") == []
+    assert [p.code for p in check_bundle(bundle, ORDER_TYPES | RESULT_TYPES)] == ["FHIR-RESOURCE-TYPE"]
+
+
+def test_nested_unknown_resource_type_is_a_validation_problem():
+    resource = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                "subject": {"reference": "Patient/1"}, "contained": [{"resourceType": "Nope"}]}
     problems = check_resource(resource, "Resource")
     assert [p.code for p in problems] == ["FHIR-STRUCTURE"]
     assert "Unknown nested resource type" in problems[0].text

@@ -200,3 +200,17 @@ def test_any_numeric_value_maps_to_a_valid_bundle(device_msg, code_map, value, c
     assert issues == []
     Bundle.model_validate(bundle)
     assert float(resources(bundle, "Observation")[0]["valueQuantity"]["value"]) == float(value)
+
+
+@pytest.mark.parametrize("text, expected, assumed", [
+    ("202503140925", "2025-03-14T09:25:00+01:00", True),          # was read as 09:02:05
+    ("202503140925+0100", "2025-03-14T09:25:00+01:00", False),
+    ("20250314092510", "2025-03-14T09:25:10+01:00", True),
+    ("2025-03-14T09:25:00+01:00", "2025-03-14T09:25:00+01:00", False),
+    ("2025-03-14", "2025-03-14", False),                          # a date stays a date
+    ("20250314", "2025-03-14", False),
+    ("2025031409", "2025-03-14T09:00:00+01:00", True),             # as HL7 v2 reads it
+    ("20251314", None, False),
+])
+def test_device_times_keep_their_precision(text, expected, assumed):
+    assert parse_datetime(text, "Europe/Oslo") == (expected, assumed)
