@@ -40,10 +40,14 @@ def bundle_to_oru_r01(bundle: dict, *, control_id: str, timestamp: datetime,
                       version: str = "2.5.1", charset: str = "UNICODE UTF-8") -> bytes:
     """Write the results in ``bundle`` as one ORU^R01 message (bytes, no MLLP framing).
 
-    ``charset`` is MSH-18: "UNICODE UTF-8", "8859/1" or "ASCII".
+    ``charset`` is MSH-18: "UNICODE UTF-8", "8859/1" or "ASCII". Raises
+    ValueError for a bundle it cannot write (delivery dead-letters it).
     """
-    return _Writer(bundle, charset).write(control_id, timestamp, sending_app, sending_facility,
-                                          receiving_app, receiving_facility, version)
+    try:
+        return _Writer(bundle, charset).write(control_id, timestamp, sending_app, sending_facility,
+                                              receiving_app, receiving_facility, version)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"cannot write this bundle as ORU^R01: {type(e).__name__} {e}") from None
 
 
 def bundle_to_oml_o21(bundle: dict, *, control_id: str, timestamp: datetime,
@@ -53,13 +57,16 @@ def bundle_to_oml_o21(bundle: dict, *, control_id: str, timestamp: datetime,
     """Write the orders in ``bundle`` (ServiceRequests with their Specimens and
     Patient) as one OML^O21 message (bytes, no MLLP framing).
 
-    Raises ValueError when the bundle holds no ServiceRequest.
+    Raises ValueError when the bundle holds no ServiceRequest, or cannot be written.
     """
     writer = _Writer(bundle, charset)
     if not writer.by_type.get("ServiceRequest"):
         raise ValueError("an OML^O21 needs at least one ServiceRequest in the bundle")
-    return writer.write_oml(control_id, timestamp, sending_app, sending_facility,
-                            receiving_app, receiving_facility, version)
+    try:
+        return writer.write_oml(control_id, timestamp, sending_app, sending_facility,
+                                receiving_app, receiving_facility, version)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"cannot write this bundle as OML^O21: {type(e).__name__} {e}") from None
 
 
 class _Writer:
@@ -248,8 +255,9 @@ class _Writer:
         ranges = o.get("referenceRange") or [{}]
         rng = ranges[0]
         if "low" in rng and "high" in rng:
-            rng_text = f"{dt.format_number(rng['low']['value'])}-" \
-                       f"{dt.format_number(rng['high']['value'])}"
+            low, high = _number(rng["low"]), _number(rng["high"])
+            rng_text = f"{low}-{high}" if low and high else f"<{high}" if high else \
+                f">{low}" if low else ""
             unit = unit or rng["low"]
         else:
             rng_text = rng.get("text", "")
@@ -284,22 +292,27 @@ def analysis_time(o: dict, report_issued: str = "") -> str:
     return issued if issued != report_issued else ""
 
 
+def _number(quantity: dict | None) -> str:
+    """A Quantity's value as v2 digits; "" when FHIR left it out (it is optional)."""
+    value = (quantity or {}).get("value")
+    return "" if value is None else dt.format_number(value)
+
+
 def _value(o: dict) -> tuple[str, str, dict | None]:
     """OBX-2, encoded OBX-5 and the Quantity whose unit goes to OBX-6."""
-    fmt = dt.format_number
     if "valueQuantity" in o:
         q = o["valueQuantity"]
         if q.get("comparator"):
-            return "SN", w.component([q["comparator"], fmt(q["value"])]), q
-        return "NM", fmt(q["value"]), q
+            return "SN", w.component([q["comparator"], _number(q)]), q
+        return "NM", _number(q), q
     if "valueRange" in o:
         r = o["valueRange"]
-        return "SN", w.component(["", fmt(r["low"]["value"]), "-", fmt(r["high"]["value"])]), \
-            r["low"]
+        return "SN", w.component(["", _number(r.get("low")), "-", _number(r.get("high"))]), \
+            r.get("low") or r.get("high")
     if "valueRatio" in o:
         r = o["valueRatio"]
-        return "SN", w.component(["", fmt(r["numerator"]["value"]), ":",
-                                  fmt(r["denominator"]["value"])]), r["numerator"]
+        return "SN", w.component(["", _number(r.get("numerator")), ":",
+                                  _number(r.get("denominator"))]), r.get("numerator")
     if "valueString" in o:
         text = o["valueString"]
         return ("TX" if "\n" in text else "ST"), w.component([text]), None
