@@ -51,8 +51,10 @@ def _resolve(seq: str, seps: Separators) -> str | None:
             raw = bytes.fromhex(seq[1:])
         except ValueError:
             return None
-        return raw.decode("utf-8", errors="replace") if any(b > 0x7F for b in raw) \
-            else raw.decode("ascii")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:        # e.g. \XF8\ for ø in 8859/1: latin-1 is lossless
+            return raw.decode("latin-1")
     return None
 
 

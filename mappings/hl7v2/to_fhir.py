@@ -514,6 +514,9 @@ class _Mapper:
             dt.put(ob, "valueString", text if text.strip() else "")
             return
         first = reps[0]
+        if len([r for r in reps if r]) > 1:   # FHIR has one value[x]; the rest must show
+            self._issue("warning", "HL7-OBX-5-REPEATED", f"{loc}-5",
+                        f"OBX-5 of type {vtype or '?'} repeats; only the first value is mapped")
         if vtype == "NM":
             text = unescape(first, obx.seps)
             m = _COMPARATOR.match(text)

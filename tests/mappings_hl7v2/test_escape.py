@@ -56,3 +56,10 @@ def test_escape_round_trips(text, seps):
 @given(text=st.text())
 def test_unescape_never_fails(text):
     assert isinstance(unescape(text, DEFAULT), str)
+
+
+def test_hex_escape_that_is_not_utf8_is_read_as_latin1():
+    from mappings.hl7v2.escape import unescape
+    from mappings.hl7v2.separators import DEFAULT
+    assert unescape("S\\XF8\\rensen", DEFAULT) == "Sørensen"
+    assert unescape("\\XC3B8\\", DEFAULT) == "ø"

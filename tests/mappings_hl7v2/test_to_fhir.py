@@ -385,3 +385,13 @@ def test_mapping_never_raises_on_hostile_field_content(pid, obr, obx, spm, obx_t
 def test_huge_numbers_are_text():
     ob = _obs("OBX|1|NM|X^X^L||" + "9" * 5000)
     assert ob["valueString"] == "9" * 5000
+
+
+def test_repeated_obx5_of_a_non_text_type_is_reported():
+    raw = (b"MSH|^~\\&|A|B|C|D|20250314093200||ORU^R01^ORU_R01|REP-1|P|2.5.1\r"
+           b"PID|1||13116900216^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR\r"
+           b"OBR|1|||X^x^L|||20250314092500\r"
+           b"OBX|1|CWE|Y^y^L||A^a^L~B^b^L||||||F\r")
+    bundle, issues = to_bundle(parse(raw))
+    assert [(i.code, i.location) for i in issues if i.code == "HL7-OBX-5-REPEATED"] == \
+        [("HL7-OBX-5-REPEATED", "OBX[1]-5")]
