@@ -58,9 +58,8 @@ def setup(app: web.Application, gw) -> None:
 
 
 async def _start_jobs(gw) -> None:
-    gw.console_jobs = [asyncio.create_task(alerts_loop(gw), name="console-alerts")]
-    if gw.config.retention.content_days:
-        gw.console_jobs.append(asyncio.create_task(retention_loop(gw), name="console-retention"))
+    gw.console_jobs = [asyncio.create_task(alerts_loop(gw), name="console-alerts"),
+                       asyncio.create_task(retention_loop(gw), name="console-retention")]
 
 
 async def _stop_jobs(gw) -> None:

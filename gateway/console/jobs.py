@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 
 from .. import logging as log_setup
+from .. import users
 from . import instruments_view
 
 log = log_setup.get("labgate.console")
@@ -51,13 +52,25 @@ async def prune_all(pool, *, days: float, batch: int, pause: float = 0.05) -> in
         await asyncio.sleep(pause)
 
 
+async def retention_round(gw) -> int:
+    """One round: prune old message content (when ``content_days`` is set), and
+    delete expired console sessions (always)."""
+    cfg = gw.config.retention
+    n = 0
+    if cfg.content_days:
+        n = await prune_all(gw.pool, days=cfg.content_days, batch=cfg.batch)
+        if n:
+            log.info("retention.pruned", messages=n, days=cfg.content_days)
+    async with gw.pool.acquire() as conn:
+        await users.prune_sessions(conn)
+    return n
+
+
 async def retention_loop(gw) -> None:
     cfg = gw.config.retention
     while True:
         try:
-            n = await prune_all(gw.pool, days=cfg.content_days, batch=cfg.batch)
-            if n:
-                log.info("retention.pruned", messages=n, days=cfg.content_days)
+            await retention_round(gw)
         except Exception as e:  # keep the loop alive; the next round retries
             log.warning("retention.failed", error=type(e).__name__)
         await asyncio.sleep(cfg.interval_s)

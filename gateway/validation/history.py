@@ -8,8 +8,11 @@ from the ``validation_result`` / ``validation_order`` index tables and adds
 each accepted message's facts as it accepts them (gateway/validator.py).
 
 Patients are keyed by :func:`patient_key`, a SHA-256 of the person number,
-so neither memory dumps of this structure nor the index tables hold the
-number itself. The same hash is computed in SQL by migration 0008.
+so the number is not written out in this structure or the index tables.
+This is pseudonymisation, not protection: person numbers are few enough
+(about 10^7 valid ones per birth year range) that the hash can be reversed
+by trying them all, so the index tables are patient data and are protected
+like the message table. The same hash is computed in SQL by migration 0008.
 """
 from __future__ import annotations
 

@@ -173,3 +173,17 @@ class _Conn:
 
     async def __aexit__(self, *exc):
         await self.conn.close()
+
+
+async def test_retention_round_deletes_expired_console_sessions(console):
+    from gateway import users
+    from gateway.console.jobs import retention_round
+    pool = console.gw.pool
+    async with pool.acquire() as conn:
+        await users.create_user(conn, "olde", "a long enough password", ["admin"])
+        await users.start_session(conn, "olde", minutes=-1, peer=None)     # already expired
+        await users.start_session(conn, "olde", minutes=60, peer=None)
+    before = await pool.fetchval("SELECT count(*) FROM console_session")
+    await retention_round(console.gw)
+    assert await pool.fetchval("SELECT count(*) FROM console_session WHERE expires_at < now()") == 0
+    assert await pool.fetchval("SELECT count(*) FROM console_session") == before - 1
