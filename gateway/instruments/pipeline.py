@@ -99,14 +99,25 @@ class Outcome:
     issues: list[Issue]
     message_id: int | None = None
     duplicate: bool = False
+    answer_text: str | None = None   # a duplicate's stored AE text, replayed as it was
 
     @property
     def rejected(self) -> bool:
         return self.status == "rejected"
 
     def ae_text(self) -> str:
+        if self.answer_text is not None:
+            return self.answer_text
         text = "; ".join(f"{i.code}: {i.text}" for i in self.issues if i.rejects)
         return text[:MAX_AE_TEXT]
+
+
+def _answer(outcome_status: str, issues: list[Issue]) -> bytes:
+    """What the device is told, as stored in ``message.ack``: b"AA", or b"AE " + text.
+    A resend is answered from this, never from a new evaluation."""
+    if outcome_status != "rejected":
+        return b"AA"
+    return b"AE " + Outcome(outcome_status, issues).ae_text().encode()
 
 
 class InstrumentPipeline:
@@ -284,13 +295,12 @@ class InstrumentPipeline:
             status = "accepted" if dests else "unrouted"
         else:
             status, dests = "accepted", []
-        decision = b"AA" if status != "rejected" else b"AE"
         record = MessageRecord(
             source=system, protocol=protocol, peer=peer, message_type=kind, control_id=control,
             sha256=hashlib.sha256(raw).digest(), raw=raw,
             bundle_json=orjson.dumps(bundle).decode() if bundle is not None else None,
             verdict_json=orjson.dumps([i.to_dict() for i in issues]).decode(),
-            status=status, ack=decision, received_at=received, destinations=dests)
+            status=status, ack=_answer(status, issues), received_at=received, destinations=dests)
         try:
             result = await self._writer.write(record)
         except StoreUnavailable:    # no acknowledgement: the analyser resends
@@ -299,9 +309,13 @@ class InstrumentPipeline:
         if not result.duplicate:
             return Outcome(status, issues, result.message_id)
         if result.same_content:
-            original = "rejected" if result.stored_ack == b"AE" else status
-            return Outcome(original, issues, result.message_id, duplicate=True)
-        record.status, record.destinations, record.ack = "rejected", [], b"AE"
+            stored = bytes(result.stored_ack or b"AA")
+            if stored.startswith(b"AE"):
+                return Outcome("rejected", [], result.message_id, duplicate=True,
+                               answer_text=stored[3:].decode("utf-8", "replace"))
+            return Outcome("accepted", [], result.message_id, duplicate=True)
+        record.status, record.destinations = "rejected", []
+        record.ack = _answer("rejected", [DUPLICATE_CONFLICT])
         record.verdict_json = orjson.dumps([DUPLICATE_CONFLICT.to_dict()]).decode()
         record.duplicate_of = result.message_id
         await self._writer.write(record)
