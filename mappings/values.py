@@ -29,9 +29,10 @@ def ucum(unit: str | None) -> str | None:
     return UCUM_SPELLINGS.get(unit, unit)
 
 
-def same_unit(device_unit: str | None, expected: str | None) -> bool:
-    """True when the device's unit means the code map's unit (or either is absent)."""
-    if not expected or device_unit is None:
+def same_unit(device_unit: str | None, expected: str | None, aliases=()) -> bool:
+    """True when the device's unit means the code map's unit (or either is absent);
+    ``aliases`` are the code map's other spellings of that unit (``unit_aliases``)."""
+    if not expected or device_unit is None or device_unit in aliases:
         return True
     got, want = ucum(device_unit), ucum(expected)
     if want == "1":

@@ -351,10 +351,6 @@ def _code(ctx: _Ctx, code: str, row: dict) -> dict:
     return concept
 
 
-def _unit_ok(unit: str, row: dict) -> bool:
-    if unit in row.get("units", ()):
-        return True
-    return same_unit(unit or None, row.get("unit"))
 
 
 def _value(ctx: _Ctx, rec, loc: str, row: dict | None) -> dict | None:
@@ -374,7 +370,7 @@ def _value(ctx: _Ctx, rec, loc: str, row: dict | None) -> dict | None:
             return None
         return {"valueString": raw}
     unit = rec.get(5).strip()
-    if row is not None and not _unit_ok(unit, row):
+    if row is not None and not same_unit(unit or None, row.get("unit"), row.get("units", ())):
         ctx.issue("error", UNIT_MISMATCH, f"{loc}-5",
                   f"unit {unit!r} differs from the code map's {expected!r}",
                   f"enheten {unit!r} avviker fra kodeverkets {expected!r}")

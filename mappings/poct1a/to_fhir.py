@@ -298,7 +298,7 @@ def _value(ctx: _Ctx, obs: Element, loc: str, row: dict | None) -> dict | None:
         return None
     unit = node.get("U")
     expected = row.get("unit") if row else None
-    if not same_unit(unit, expected):
+    if not same_unit(unit, expected, row.get("units", ()) if row else ()):
         ctx.issue("error", UNIT_MISMATCH, f"{loc}/OBS.value",
                   f"unit {unit!r} differs from the code map's {expected!r}",
                   f"enheten {unit!r} avviker fra kodeverkets {expected!r}")

@@ -214,3 +214,14 @@ def test_any_numeric_value_maps_to_a_valid_bundle(device_msg, code_map, value, c
 ])
 def test_device_times_keep_their_precision(text, expected, assumed):
     assert parse_datetime(text, "Europe/Oslo") == (expected, assumed)
+
+
+@pytest.mark.parametrize("unit", ["1", "INR", "{INR}"])
+def test_code_map_unit_aliases_are_honoured(domain_examples, unit):
+    from mappings.codemaps import load_code_map
+    xml = domain_examples["E2"].replace(b'V="CRP" SN="ACME"', b'V="INR"') \
+        .replace(b'<OBS.value V="27" U="mg/L"/>', b'<OBS.value V="2.4" U="' + unit.encode() + b'"/>')
+    bundle, issues, _ = poct_to_bundle(xml, code_map=load_code_map("inr-poc"), device_id="000987")
+    assert not rejects(issues), [i.code for i in issues]
+    obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    assert obs["code"]["coding"][0]["code"] == "NPU01685"
