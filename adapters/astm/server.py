@@ -57,6 +57,9 @@ from .e1381 import Receiver, ReceiverConfig, Sender, SenderConfig
 
 AstmMessageBytes = bytes
 READ_CHUNK = 65_536
+# Most bytes read ahead of handling per connection: analysers wait for an ACK
+# per frame, so only a hostile peer ever reaches it (memory stays bounded).
+READ_AHEAD = 4 * READ_CHUNK
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,9 @@ class _Connection:
         self.bid_when_idle = False
         self.busy = False
         self.task = asyncio.current_task()
+        self.queued = 0                     # bytes read but not yet handled
+        self.room = asyncio.Event()         # set while queued < READ_AHEAD
+        self.room.set()
 
     async def run(self) -> None:
         reader_task = asyncio.create_task(self._read_loop())
@@ -135,6 +141,9 @@ class _Connection:
                     break
                 self.busy = True
                 if event[0] == "data":
+                    self.queued -= len(event[1])
+                    if self.queued < READ_AHEAD:
+                        self.room.set()
                     await self._on_data(event[1])
                 else:
                     await self._on_timeout(event[1], event[2])
@@ -150,8 +159,17 @@ class _Connection:
 
     async def _read_loop(self) -> None:
         try:
-            while data := await self.reader.read(READ_CHUNK):
+            while True:
+                await self.room.wait()      # a peer that streams ahead waits for us
+                data = await self.reader.read(READ_CHUNK)
+                if not data:
+                    break
                 self.server.counts["bytes_in"] += len(data)
+                self.queued += len(data)
+                counts = self.server.counts
+                counts["read_ahead_peak"] = max(counts.get("read_ahead_peak", 0), self.queued)
+                if self.queued >= READ_AHEAD:
+                    self.room.clear()
                 self.events.put_nowait(("data", data))
         except (ConnectionError, OSError):
             pass
@@ -304,6 +322,7 @@ class AstmServer:
                 "reply_transfers", "replies_sent", "replies_interrupted", "contentions")
         out = {k: c[k] for k in keys}
         out["connections_current"] = len(self._open)
+        out["read_ahead_peak"] = c.get("read_ahead_peak", 0)   # bytes queued on one connection, at most
         return out
 
     async def stop(self, grace: float = 5.0) -> None:

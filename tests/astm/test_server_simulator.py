@@ -289,3 +289,39 @@ async def test_unknown_scenario_and_fault_are_refused():
             await run_simulation("127.0.0.1", server.port, scenario="nope")
     finally:
         await server.stop()
+
+
+async def test_a_peer_streaming_ahead_of_a_slow_store_is_held_to_a_bounded_read_ahead():
+    from adapters.astm.frames import ACK as ACK_BYTE, ENQ, encode_records
+    from adapters.astm.server import READ_AHEAD, READ_CHUNK
+    from astm_data import records
+
+    release = asyncio.Event()
+
+    class SlowHost(Host):
+        async def on_message(self, message, peer):
+            await release.wait()                  # the store is slow
+            return await super().on_message(message, peer)
+
+    host = SlowHost()
+    server = await start(host)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(ENQ)
+        assert await asyncio.wait_for(reader.read(1), 5) == ACK_BYTE
+        writer.write(b"".join(encode_records([records("E5")])))   # on_message now waits
+        junk = b"\x00" * READ_CHUNK
+        sent = 0
+        for _ in range(160):                      # try to push 10 MiB at it
+            writer.write(junk)
+            try:
+                await asyncio.wait_for(writer.drain(), 0.5)
+            except asyncio.TimeoutError:
+                break                             # the server stopped reading: back-pressure
+            sent += len(junk)
+        assert sent < 160 * READ_CHUNK            # it did stop reading
+        assert server.stats()["read_ahead_peak"] <= READ_AHEAD + READ_CHUNK
+    finally:
+        release.set()
+        writer.close()
+        await server.stop()
