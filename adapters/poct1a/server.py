@@ -144,14 +144,19 @@ class PoctServer:
     async def _converse(self, conv: GatewayConversation, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter, peer: str) -> None:
         partial_since: float | None = None
+        ack_wait: tuple[str | None, float] | None = None   # (awaited control id, since)
         while not conv.closed:
             if conv.has_partial_input:
                 partial_since = partial_since or time.monotonic()
             else:
                 partial_since = None
+            if conv.waiting_for != "ack":
+                ack_wait = None
+            elif ack_wait is None or ack_wait[0] != conv.awaiting_ack:
+                ack_wait = (conv.awaiting_ack, time.monotonic())   # other traffic does not restart it
             try:
                 data = await asyncio.wait_for(reader.read(self.config.read_size),
-                                              self._deadline(conv, partial_since))
+                                              self._deadline(conv, partial_since, ack_wait))
             except TimeoutError:
                 events = conv.timeout()
             else:
@@ -160,10 +165,11 @@ class PoctServer:
             await self._dispatch(conv, events, peer)
             await self._flush(conv, writer)
 
-    def _deadline(self, conv: GatewayConversation, partial_since: float | None) -> float:
+    def _deadline(self, conv: GatewayConversation, partial_since: float | None,
+                  ack_wait: tuple[str | None, float] | None) -> float:
         waiting = conv.waiting_for
-        if waiting == "ack":
-            return self.config.ack_timeout
+        if waiting == "ack" and ack_wait is not None:
+            return max(0.0, ack_wait[1] + self.config.ack_timeout - time.monotonic())
         if waiting == "message" and partial_since is not None:
             return max(0.0, partial_since + self.config.message_timeout - time.monotonic())
         return self.config.idle_timeout

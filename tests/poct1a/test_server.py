@@ -282,3 +282,32 @@ async def test_many_devices_at_once():
         results = await asyncio.gather(*(run_simulation(gw.host, gw.port, device_serial=f"D{i}",
                                                         linger=0.05) for i in range(10)))
     assert all(t["completed"] for t in results) and len(gw.observations) == 20
+
+
+async def test_heartbeats_do_not_extend_the_wait_for_an_ack():
+    # A device that keeps sending DST but never ACKs the pushed operator list
+    # must still be ended after ack_timeout (the wait used to restart on every read).
+    async with Gateway(ack_timeout=0.3, idle_timeout=10) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(HEL + b'<DST.R01><HDR><HDR.control_id V="2"/></HDR></DST.R01>')
+        await writer.drain()
+        data = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        for n in range(3, 1000):               # a heartbeat every 50 ms, for up to 3 s
+            if loop.time() > deadline:
+                break
+            try:
+                writer.write(b'<DST.R01><HDR><HDR.control_id V="%d"/></HDR></DST.R01>' % n)
+                await writer.drain()
+                data += await asyncio.wait_for(reader.read(65536), 0.05)
+            except asyncio.TimeoutError:
+                continue
+            except ConnectionError:
+                break
+            if b"END.R01" in data:
+                break
+        writer.close()
+    msgs = [parse_message(f) for f in StreamSplitter().feed(data)]
+    assert msgs[-1].msg_type == "END.R01"
+    assert ACK_TIMEOUT in msgs[-1].value("TRM.note_txt")
