@@ -147,8 +147,10 @@ class InstrumentPipeline:
         except AstmParseError as e:
             issue = _issue("ASTM-PARSE-ERROR", "H", f"Not an ASTM E1394 message: {e}",
                            "Ikke en ASTM E1394-melding")
-            await self._store("astm", raw, system, peer, None, "ASTM", None, [issue], received)
+            outcome = await self._store("astm", raw, system, peer, None, "ASTM", None, [issue],
+                                        received)
             self._log_astm_rejected(system, peer, [issue])
+            self._count(system, "ASTM", outcome)
             return None
         serial = _astm_serial(msg)
         inst, issues = self._check_instrument(serial, system)
@@ -351,9 +353,11 @@ class InstrumentPipeline:
         await self._pool.execute("UPDATE instrument SET last_seen = now() WHERE serial = $1", serial)
 
     def _count(self, system: str, kind: str, outcome: Outcome) -> None:
-        self._metrics.received.labels(system, kind).inc()
+        """As the HL7 pipeline counts: a resend only as a duplicate."""
         if outcome.duplicate:
             self._metrics.duplicates.labels(system).inc()
+            return
+        self._metrics.received.labels(system, kind).inc()
         if outcome.rejected:
             self._metrics.rejected.labels(system, kind).inc()
         else:

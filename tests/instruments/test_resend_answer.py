@@ -44,3 +44,18 @@ async def test_resend_after_a_failed_qc_gets_the_original_acceptance(gateway_fac
     assert not accepted and text.startswith("QC-LOCKOUT")
     assert await send(_obs("5", "LQC", "27")) == (True, None)           # QC passes again: unlocked
     assert await send(refused) == (False, text)                          # its resend: the same AE
+
+
+async def test_astm_parse_errors_and_duplicates_are_counted_like_hl7(gateway_factory):
+    gw = await gateway_factory(instrument_config())
+    pipeline = gw.instruments.pipeline
+    sample = gw.metrics.registry.get_sample_value
+    await pipeline.astm_message(b"P|1\rL|1|N\r", "poc-astm", "127.0.0.1")     # no H record
+    assert sample("labgate_messages_rejected_total", {"source": "poc-astm", "type": "ASTM"}) == 1
+    assert sample("labgate_messages_received_total", {"source": "poc-astm", "type": "ASTM"}) == 1
+
+    qc = _obs("1", "LQC", "27")
+    await pipeline.poct_observation(parse_message(qc), "poc-poct", "127.0.0.1")
+    await pipeline.poct_observation(parse_message(qc), "poc-poct", "127.0.0.1")   # identical resend
+    assert sample("labgate_messages_received_total", {"source": "poc-poct", "type": "POCT1A-QC"}) == 1
+    assert sample("labgate_messages_duplicate_total", {"source": "poc-poct"}) == 1
