@@ -9,7 +9,7 @@ import re
 from decimal import Decimal
 from urllib.parse import quote, unquote
 
-from .. import systems
+from .. import identifiers, systems
 
 SNOMED = "http://snomed.info/sct"
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
@@ -166,15 +166,14 @@ def ei_to_v2(ident: dict | None) -> list[str]:
 
 # ---------------------------------------------------------------- CX (patient ids)
 
+_KIND_TO_SYSTEM = {identifiers.FNR: systems.FNR, identifiers.DNR: systems.DNR,
+                   identifiers.FHNR: systems.FHNR}
+
+
 def _national_by_digits(value: str) -> str:
-    if len(value) != 11 or not value.isdigit():
-        return ""
-    first = value[0]
-    if first in "4567":
-        return systems.DNR
-    if first in "89":
-        return systems.FHNR
-    return systems.FNR
+    """The national system of an NNNOR number by its day/month offsets ("" for
+    an H-number, which is local, and for anything else)."""
+    return _KIND_TO_SYSTEM.get(identifiers.classify_person_number(value)[0], "")
 
 
 def cx_identifier(value: str, hd: list[str], id_type: str) -> dict | None:
@@ -193,7 +192,8 @@ def cx_identifier(value: str, hd: list[str], id_type: str) -> dict | None:
               or (_national_by_digits(value) if id_type.upper() == "NNNOR" else ""))
     if system:
         return {"system": system, "value": value}
-    if id_type.upper() == "HNR":
+    if id_type.upper() == "HNR" or (id_type.upper() == "NNNOR"
+                                    and identifiers.classify_person_number(value)[0] == identifiers.HNR):
         ident = {"type": {"coding": [{"system": NO_8327, "code": "HNR"}]},
                  "system": systems.HNR, "value": value}
         if ns:

@@ -395,3 +395,15 @@ def test_repeated_obx5_of_a_non_text_type_is_reported():
     bundle, issues = to_bundle(parse(raw))
     assert [(i.code, i.location) for i in issues if i.code == "HL7-OBX-5-REPEATED"] == \
         [("HL7-OBX-5-REPEATED", "OBX[1]-5")]
+
+
+@pytest.mark.parametrize("number, system", [
+    ("13116900216", systems.FNR), ("41019044120", systems.DNR), ("12528510033", systems.HNR),
+])
+def test_nnnor_numbers_are_classified_by_their_offsets(number, system):
+    from mappings.hl7v2.datatypes import cx_identifier
+    ident = cx_identifier(number, ["LEGEKONTOR"], "NNNOR")
+    assert ident["system"] == system and ident["value"] == number
+    if system == systems.HNR:                     # a local number: no-basis wants type and assigner
+        assert ident["type"]["coding"][0]["code"] == "HNR"
+        assert ident["assigner"] == {"display": "LEGEKONTOR"}
