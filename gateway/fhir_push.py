@@ -16,8 +16,8 @@ import orjson
 
 from .config import Config, Destination
 from .delivery import SENDERS, SendFailed
+from .http_api import FHIR_JSON
 
-FHIR_JSON = "application/fhir+json"
 OUTBOX_SYSTEM = "urn:labgate:outbox"
 
 

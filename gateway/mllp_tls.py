@@ -15,7 +15,7 @@ import ssl
 from .config import DestinationTls, ListenerTls
 from .security.secretfiles import check_private
 
-_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS"
+from .security.tls import CIPHERS as _CIPHERS
 
 
 def listener_context(tls: ListenerTls, what: str = "listener") -> ssl.SSLContext:

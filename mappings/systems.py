@@ -29,6 +29,12 @@ OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
+# The time a result was produced by the analyser (OBX-19, ASTM R-13, POCT
+# SVC.observation_dttm); the validation rules read specimen age from it.
+ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
+# Times without an offset are read as local Norwegian time.
+DEFAULT_TZ = "Europe/Oslo"
+
 # Systems the gateway uses for identifiers it derives from message fields
 # (placer/filler order numbers, specimen ids) when the sender gives no OID.
 LABGATE_NS = "urn:labgate:"

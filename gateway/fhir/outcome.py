@@ -6,7 +6,8 @@ from aiohttp import web
 
 from mappings.issue import Issue
 
-FHIR_JSON = "application/fhir+json"
+from ..http_api import FHIR_JSON
+
 RULE_SYSTEM = "urn:labgate:rule"
 
 # Issue codes -> OperationOutcome.issue.code (IssueType); default "processing".

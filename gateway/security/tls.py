@@ -17,6 +17,8 @@ from adapters.mllp.peer import subject_string
 from .secretfiles import check_private
 
 KEY_PASSWORD_ENV = "LABGATE_HTTP_TLS_KEY_PASSWORD"
+# TLS 1.2 suites with forward secrecy and AEAD only (HTTP and MLLP alike).
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS"
 _VERIFY = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
@@ -25,7 +27,7 @@ def server_context(tls) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS")
+    ctx.set_ciphers(CIPHERS)
     key = check_private(tls.key_file, what="http.tls.key_file")
     ctx.load_cert_chain(tls.cert_file, str(key), password=os.environ.get(KEY_PASSWORD_ENV) or None)
     ctx.verify_mode = _VERIFY[tls.client_cert]

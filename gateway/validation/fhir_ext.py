@@ -1,9 +1,10 @@
 """FHIR extension, tag and code URLs the validation rules read or write."""
+from mappings import systems
 from mappings.systems import LABGATE_NS, V3_INTERPRETATION
 
 # Standard extension (FHIR extensions pack) for the analysis time (OBX-19,
 # ASTM R-13, POCT1-A observation_dttm); Observation.effective is collection.
-ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
+ANALYSIS_TIME_EXT = systems.ANALYSIS_TIME_EXT
 
 # labgate extension on Specimen: storage temperature since collection,
 # valueCode one of room | cold | ice | frozen (specimen_stability.csv words).

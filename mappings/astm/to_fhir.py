@@ -42,11 +42,11 @@ from mappings.issue import Issue
 from mappings.values import parse_number, same_unit, ucum
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:labgate:astm")
-DEFAULT_TZ = "Europe/Oslo"
+DEFAULT_TZ = systems.DEFAULT_TZ
 #: O-3 / O-16 values that mark control material (configurable per sender).
 DEFAULT_QC_PATTERN = r"(?i)^\s*(qc|ctrl|control|kontroll|ci-lot)\b"
 #: Standard extension (FHIR extensions pack) for the time the analysis was done.
-ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
+ANALYSIS_TIME_EXT = systems.ANALYSIS_TIME_EXT
 
 UNKNOWN_CODE = "ASTM-UNKNOWN-TEST-CODE"
 PATIENT_ID_MISSING = "ASTM-PATIENT-ID-MISSING"

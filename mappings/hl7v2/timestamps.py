@@ -12,7 +12,9 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-DEFAULT_TZ = "Europe/Oslo"
+from .. import systems
+
+DEFAULT_TZ = systems.DEFAULT_TZ
 
 _V2_TS = re.compile(
     r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?)?)?"

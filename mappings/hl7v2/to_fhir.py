@@ -45,7 +45,7 @@ OBR_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelle
 # ORC-1 order control when ORC-5 order status is empty (new orders carry only NW).
 ORDER_CONTROL_STATUS = {"NW": "active", "XO": "active", "SC": "active", "CA": "revoked",
                         "OC": "revoked", "DC": "revoked", "HD": "on-hold", "OH": "on-hold"}
-ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
+ANALYSIS_TIME_EXT = systems.ANALYSIS_TIME_EXT
 ORC_STATUS = {"CM": "completed", "CA": "revoked", "DC": "revoked", "IP": "active",
               "SC": "active", "A": "active", "HD": "on-hold", "RP": "active"}
 GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown",

@@ -35,9 +35,9 @@ from . import source
 from mappings.values import parse_datetime, parse_number, same_unit, ucum
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:labgate:poct1a")
-DEFAULT_TZ = "Europe/Oslo"
+DEFAULT_TZ = systems.DEFAULT_TZ
 #: Standard extension (FHIR extensions pack) for the time the analysis was done.
-ANALYSIS_TIME_EXT = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
+ANALYSIS_TIME_EXT = systems.ANALYSIS_TIME_EXT
 PATIENT_ROLES = frozenset({"OBS"})
 # Operator ids are the gateway's own (it pushes them to devices in OPL.R01).
 OPERATOR_SYSTEM = systems.local_system("operator", "poct1a")
