@@ -55,7 +55,6 @@ from .actions import (Aborted, Action, CancelTimer, Interrupted, LineYielded, Me
                       Send, SetTimer, TransferComplete, TransferEnded)
 from .e1381 import Receiver, ReceiverConfig, Sender, SenderConfig
 
-AstmMessageBytes = bytes
 READ_CHUNK = 65_536
 # Most bytes read ahead of handling per connection: analysers wait for an ACK
 # per frame, so only a hostile peer ever reaches it (memory stays bounded).
@@ -76,7 +75,7 @@ class AstmReply:
     messages: tuple[bytes, ...] | list[bytes] = field(default_factory=tuple)
 
 
-OnMessage = Callable[[AstmMessageBytes, Peer], Awaitable[AstmReply | None]]
+OnMessage = Callable[[bytes, Peer], Awaitable[AstmReply | None]]
 
 
 class _Timers:

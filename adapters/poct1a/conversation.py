@@ -155,7 +155,6 @@ class GatewayConversation:
         # device control id -> (accepted, note), or None while a decision is pending
         self._answers: OrderedDict[str, tuple[bool, str | None] | None] = OrderedDict()
         self._events: list[Event] = []
-        self.sent_types: list[str] = []
 
     # public properties ------------------------------------------------------
 
@@ -284,7 +283,6 @@ class GatewayConversation:
 
     def _send(self, out: Outgoing) -> None:
         self._out += out.data
-        self.sent_types.append(out.msg_type)
 
     def _pump(self) -> None:
         """Send the next queued push when the device may take one."""

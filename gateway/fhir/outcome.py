@@ -23,8 +23,7 @@ _ISSUE_TYPE = {
 def outcome_resource(issues: list[Issue]) -> dict:
     out = []
     for i in issues:
-        sev = "fatal" if i.severity == "fatal" else i.severity
-        item = {"severity": sev, "code": _ISSUE_TYPE.get(i.code, "processing"),
+        item = {"severity": i.severity, "code": _ISSUE_TYPE.get(i.code, "processing"),
                 "details": {"coding": [{"system": RULE_SYSTEM, "code": i.code}], "text": i.text}}
         if i.location:
             item["expression"] = [i.location]

@@ -1,18 +1,14 @@
 """Open point-of-care orders, for answering ASTM host queries (Q records).
 
 Orders live in the FHIR part of the gateway (migration 0004:
-``fhir_service_request`` + ``fhir_specimen``). This module is the one place
-the instrument path reads them, through :func:`open_orders_for`; if those
-tables do not exist (or change shape), the answer is "no open orders" and a
-warning is logged, so a host query never fails the instrument's session.
+``fhir_service_request`` + ``fhir_specimen``, always present: migrations
+run in order). This module is the one place the instrument path reads them,
+through :func:`open_orders_for`.
 """
 from __future__ import annotations
 
 import asyncpg
 
-from .. import logging as log_setup
-
-log = log_setup.get("labgate.instruments.orders")
 
 _BY_SPECIMEN = """
 SELECT sp.ident_values AS specimens, sr.patient_ident, sr.code
@@ -39,15 +35,9 @@ async def open_orders_for(conn: asyncpg.Connection | asyncpg.Pool, specimen_ids:
     dict per specimen, the shape ``mappings.astm.host_query.answer_records``
     takes (after the caller translates NLK codes to instrument codes).
     """
-    if await conn.fetchval("SELECT to_regclass('fhir_service_request') IS NOT NULL") is not True:
-        return []
-    try:
-        rows = await conn.fetch(_BY_SPECIMEN, list(specimen_ids)) if specimen_ids else []
-        if not rows and patient_ids:
-            rows = await conn.fetch(_BY_PATIENT, list(patient_ids))
-    except asyncpg.PostgresError as e:      # the orders schema moved on: answer "none"
-        log.warning("instruments.orders_unreadable", error=type(e).__name__)
-        return []
+    rows = await conn.fetch(_BY_SPECIMEN, list(specimen_ids)) if specimen_ids else []
+    if not rows and patient_ids:
+        rows = await conn.fetch(_BY_PATIENT, list(patient_ids))
     wanted = set(specimen_ids)
     orders: dict[tuple[str, str], dict] = {}
     for r in rows:

@@ -263,7 +263,7 @@ class InstrumentPipeline:
         serials.update(e.get("instrument_serial") or e.get("device_serial") for e in qc_events)
         serials.discard(None)
         for other in sorted(serials - {inst.serial}):
-            found, problems = self._check_instrument(other, system)
+            problems = self._check_instrument(other, system)[1]
             issues += problems
         codes = set(_observation_codes(bundle))
         codes.update(normalise(e, serial=serial, received=datetime.now(timezone.utc)).analysis
