@@ -57,9 +57,11 @@ async def test_instruments_dropped_from_configuration_are_disabled_not_forgotten
     assert await gw2.pool.fetchval("SELECT count(*) FROM qc_result WHERE instrument = $1", ASTM_SERIAL) == 1
 
 
-async def test_open_orders_without_the_orders_tables_is_empty(db_url):
+async def test_open_orders_with_no_orders_stored_is_empty(db_url):
+    from gateway import migrate
     conn = await asyncpg.connect(db_url)
     try:
+        await migrate.apply(conn)             # the gateway always migrates before it serves
         assert await open_orders_for(conn, ["LID1"], ["13116900216"]) == []
     finally:
         await conn.close()
