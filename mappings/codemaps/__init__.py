@@ -52,6 +52,8 @@ def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CodeMapError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise CodeMapError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:

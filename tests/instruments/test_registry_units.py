@@ -42,6 +42,14 @@ def test_malformed_code_maps_name_file_and_line(tmp_path, text, needle):
         load_code_map("bad", tmp_path)
 
 
+def test_code_map_that_is_not_utf8_names_the_file(tmp_path):
+    (tmp_path / "latin.csv").write_bytes(
+        "instrument_code,nlk,display,loinc,unit,unit_aliases\nHb,NOR05172,Hæmoglobin,,g/dL,\n"
+        .encode("latin-1"))
+    with pytest.raises(CodeMapError, match=r"latin\.csv: not UTF-8"):
+        load_code_map("latin", tmp_path)
+
+
 @pytest.mark.parametrize("name", ["../etc/passwd", ".hidden", "a/b", "", "missing"])
 def test_code_map_names_cannot_escape_the_folder(tmp_path, name):
     with pytest.raises(CodeMapError):
