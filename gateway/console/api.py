@@ -16,6 +16,7 @@ from aiohttp import web
 from .. import audit, users
 from .. import logging as log_setup
 from ..authz import require
+from ..security.jsonsafe import JsonLimitError, load_json
 from . import actions, instruments_view, queries
 from .queries import MessageFilter
 from .security import HEADERS
@@ -39,9 +40,10 @@ async def _body(request: web.Request) -> dict:
         raise web.HTTPUnsupportedMediaType(text='{"error": "send application/json"}',
                                            content_type="application/json")
     try:
-        data = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise web.HTTPBadRequest(text='{"error": "invalid JSON"}', content_type="application/json")
+        data = load_json(await request.read())      # the same size and depth limits as the API
+    except JsonLimitError as e:
+        raise web.HTTPBadRequest(text=orjson.dumps({"error": e.code, "detail": str(e)}).decode(),
+                                 content_type="application/json")
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text='{"error": "expected a JSON object"}', content_type="application/json")
     return data

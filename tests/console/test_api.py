@@ -411,9 +411,12 @@ async def test_hostile_requests_are_answered_cleanly(console):
     for data, ctype, status in [(b"{not json", "application/json", 400),
                                 (b"[1, 2]", "application/json", 400),
                                 (b"reason=x", "application/x-www-form-urlencoded", 415),
-                                (b'{"reason": "' + b"x" * 600 + b'"}', "application/json", 400)]:
+                                (b'{"reason": "' + b"x" * 600 + b'"}', "application/json", 400),
+                                (b'{"reason": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", 400)]:
         resp = await ada.http.post(url, data=data, headers={**h, "Content-Type": ctype})
         assert resp.status == status, (data[:20], resp.status)
+        if data.startswith(b'{"reason": ['):
+            assert (await resp.json())["error"] == "JSON-TOO-DEEP"
     assert (await ada.get("/api/admin/messages/abc")).status == 404
     assert (await ada.get("/api/admin/messages/999999999")).status == 404
     assert (await ada.get("/api/admin/messages?after=x")).status == 400
