@@ -108,12 +108,13 @@ class Hl7Pipeline:
     def evaluate(self, raw: bytes, source: str, *, peer: str | None = None,
                  protocol: str = "mllp", received: datetime | None = None) -> MessageRecord:
         """What storing this message now would store (parse, map, validate,
-        route), without storing anything. The console's replay uses it."""
+        route), without writing it. The console's replay uses it."""
         return self._evaluate(raw, source, peer, protocol, received or datetime.now(timezone.utc))[0]
 
     def _evaluate(self, raw, source, peer, protocol, received):
-        """Parse, map, validate, route: (record, ack, mode) — record first, the
-        console's replay relies on it. Pure: nothing is stored here."""
+        """Parse, map, validate, route: (record, ack, mode). Nothing is written
+        to the database here; the validator's in-memory history (delta checks,
+        duplicate orders) does learn an accepted message's facts."""
         sha = hashlib.sha256(raw).digest()
         try:
             msg = parse(raw)
