@@ -46,10 +46,15 @@ SELECT o.id, o.attempts, o.next_attempt_at, m.bundle::text AS bundle, o.kind,
        CASE WHEN o.kind = 'app_ack' THEN m.status END AS status
 FROM outbox o JOIN message m ON m.id = o.message_id
 WHERE o.destination = $1 AND o.state = 'pending' {due}
-ORDER BY o.id
+ORDER BY {order}
 LIMIT $2
 FOR UPDATE OF o SKIP LOCKED
 """
+
+# Ordered: strictly by id (outbox_pending_id_idx). Unordered: whatever is due,
+# oldest due first (outbox_due_idx), so rows backing off are not even read.
+_CLAIM_ORDERED = _CLAIM.format(due="", order="o.id")
+_CLAIM_DUE = _CLAIM.format(due="AND o.next_attempt_at <= now()", order="o.next_attempt_at, o.id")
 
 _FINISH = """
 UPDATE outbox o SET state = u.state, attempts = u.attempts, last_error = u.error,
@@ -268,10 +273,9 @@ class DeliveryService:
             if dest.ordered:
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(dest.name)):
                     return False, POLL_SECONDS
-                rows = await conn.fetch(_CLAIM.format(due=""), dest.name, dest.batch)
+                rows = await conn.fetch(_CLAIM_ORDERED, dest.name, dest.batch)
             else:
-                rows = await conn.fetch(_CLAIM.format(due="AND o.next_attempt_at <= now()"),
-                                        dest.name, dest.batch)
+                rows = await conn.fetch(_CLAIM_DUE, dest.name, dest.batch)
             if not rows:
                 return False, POLL_SECONDS
             now = datetime.now(timezone.utc)
