@@ -23,6 +23,15 @@ NOTIFY_CHANNEL = "labgate_outbox"
 
 
 @dataclass(slots=True)
+class HistoryRows:
+    """What an accepted message adds to the validation history tables
+    (migration 0008): computed by the validator, written with the message."""
+    patient_key: str
+    results: list[tuple[str, datetime, float, str]] = field(default_factory=list)  # code, observed_at, value, unit
+    orders: list[tuple[str, datetime]] = field(default_factory=list)               # code, ordered_at
+
+
+@dataclass(slots=True)
 class MessageRecord:
     """One received message as it is stored."""
     source: str
@@ -40,6 +49,8 @@ class MessageRecord:
     destinations: list[tuple[str, str]] = field(default_factory=list)  # (name, initial state)
     app_ack_to: str | None = None    # destination of the application ACK (enhanced mode)
     duplicate_of: int | None = None
+    # None: not computed, the database derives the history rows from the bundle
+    history: HistoryRows | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +90,21 @@ FROM message m
 JOIN unnest($1::text[], $2::text[]) AS k(source, control_id)
   ON m.source = k.source AND m.control_id = k.control_id
 WHERE m.duplicate_of IS NULL
+"""
+
+# Validation history (migration 0010): rows the validator computed are inserted
+# as they are; for records without them the database reads the bundle.
+_HISTORY_BY_WRITER = "SELECT set_config('labgate.history_by_writer', 'on', true)"
+_INSERT_HISTORY = """
+WITH results AS (
+    INSERT INTO validation_result (patient_key, code, observed_at, value, unit, message_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[],
+                         $6::bigint[])
+), orders AS (
+    INSERT INTO validation_order (patient_key, code, ordered_at, message_id)
+    SELECT * FROM unnest($7::text[], $8::text[], $9::timestamptz[], $10::bigint[])
+)
+SELECT validation_index_messages($11::bigint[])
 """
 
 _INSERT_OUTBOX = """
@@ -132,6 +158,7 @@ class MessageWriter:
 
     async def _write_batch(self, records: list[MessageRecord]) -> list[WriteResult]:
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_HISTORY_BY_WRITER)
             rows = await conn.fetch(_INSERT_MESSAGES, *_columns(records))
             results: list[WriteResult | None] = [None] * len(records)
             dup_idx = []
@@ -153,6 +180,9 @@ class MessageWriter:
                     dup_idx.append(i)
             if dup_idx:
                 await self._resolve_duplicates(conn, records, dup_idx, results)
+            history = _history_columns(records, rows)
+            if history is not None:
+                await conn.execute(_INSERT_HISTORY, *history)
             if out_ids:
                 await conn.execute(_INSERT_OUTBOX, out_ids, out_dests, out_states, out_kinds)
                 pending = sorted({d for d, s in zip(out_dests, out_states) if s == "pending"})
@@ -180,6 +210,31 @@ class MessageWriter:
                 "UPDATE message m SET duplicates = duplicates + c.n"
                 " FROM (SELECT id, count(*) AS n FROM unnest($1::bigint[]) AS id GROUP BY id) c"
                 " WHERE m.id = c.id", same_ids)
+
+
+def _history_columns(records: list[MessageRecord], rows) -> list[list] | None:
+    """Arguments of _INSERT_HISTORY for the stored originals that enter the
+    history (accepted or unrouted, with a bundle): None when there are none."""
+    res: tuple[list, ...] = ([], [], [], [], [], [])
+    orders: tuple[list, ...] = ([], [], [], [])
+    by_database: list[int] = []
+    for rec, row in zip(records, rows):
+        if not row["inserted"] or rec.status == "rejected" or rec.bundle_json is None \
+                or rec.duplicate_of is not None:
+            continue
+        h = rec.history
+        if h is None:
+            by_database.append(row["id"])
+            continue
+        for code, at, value, unit in h.results:
+            for col, v in zip(res, (h.patient_key, code, at, value, unit, row["id"])):
+                col.append(v)
+        for code, at in h.orders:
+            for col, v in zip(orders, (h.patient_key, code, at, row["id"])):
+                col.append(v)
+    if not (res[0] or orders[0] or by_database):
+        return None
+    return [*res, *orders, by_database]
 
 
 class StoreUnavailable(Exception):
