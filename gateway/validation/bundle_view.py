@@ -56,7 +56,30 @@ def _parse_datetime(value: str) -> datetime | None:
         dt = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=LOCAL_TZ)
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=LOCAL_TZ)
+    return _fixed_offset_as_utc(dt)
+
+
+def _fixed_offset_as_utc(dt: datetime) -> datetime:
+    """The same instant in UTC, for a time with a fixed UTC offset.
+
+    Every parse gets its own tzinfo object, and comparing or subtracting aware
+    datetimes whose tzinfo objects differ is ~20x slower than when they share
+    one; the rules compare these times with each other and with the (UTC)
+    ``ctx.now`` many times per message. For fixed offsets the instant, and so
+    every comparison and difference, is unchanged. Local times (no offset)
+    keep Europe/Oslo, whose same-zone arithmetic is wall-clock time.
+    """
+    if dt.tzinfo is timezone.utc or not isinstance(dt.tzinfo, timezone):
+        return dt
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:   # year 1 or 9999 near the edge: keep it as given
+        return dt
+
+
+_UNSET = object()   # a memo slot not filled yet (None is a valid value)
 
 
 def number(value) -> float | None:
@@ -69,30 +92,34 @@ def number(value) -> float | None:
 
 class ObsInfo:
     """One Observation with what the rules keep asking about it."""
-    __slots__ = ("index", "resource", "path", "analysis", "codes", "specimen",
-                 "specimen_index", "memo", "is_hindex", "_collected", "_collected_src",
+    __slots__ = ("index", "resource", "analysis", "codes", "specimen",
+                 "specimen_index", "memo", "is_hindex", "_collected", "_effective",
                  "_analysed")
 
     def __init__(self, index: int, resource: dict):
         self.index = index
         self.resource = resource
-        self.path = f"Bundle.entry[{index}].resource"
         self.analysis: Analysis | None = None
         self.codes: list[str] = []          # NLK/LOINC codes seen, for messages
         self.specimen: dict | None = None
         self.specimen_index: int | None = None
         self.memo: dict = {}                # per-rule caches; cleared when the value changes
         self.is_hindex = False              # carries the specimen's haemolysis index
-        self._collected = None
-        self._collected_src = None
-        self._analysed = False
+        self._collected = _UNSET
+        self._effective = _UNSET
+        self._analysed = _UNSET
+
+    @property
+    def path(self) -> str:
+        # Only needed for an issue's location, so built on demand.
+        return f"Bundle.entry[{self.index}].resource"
 
     def value_quantity(self) -> dict | None:
         vq = self.resource.get("valueQuantity")
         return vq if isinstance(vq, dict) else None
 
     def analysis_time(self) -> datetime | None:
-        if self._analysed is False:
+        if self._analysed is _UNSET:
             self._analysed = None
             for ext in _list(self.resource.get("extension")):
                 if isinstance(ext, dict) and ext.get("url") == ANALYSIS_TIME_EXT:
@@ -119,19 +146,29 @@ class ObsInfo:
             v = r["effectivePeriod"].get("start")
         return v
 
+    def effective(self) -> datetime | None:
+        """Observation.effective[x] as a datetime (None without a time of day)."""
+        if self._effective is _UNSET:
+            self._effective = parse_datetime(self.effective_raw())
+        return self._effective
+
+    def specimen_has_collection_time(self) -> bool:
+        """The linked Specimen gives a collection time (so it, not effective, is collection)."""
+        return self.specimen is not None and specimen_collected_raw(self.specimen) is not None
+
     def collection_raw(self) -> tuple[object, str]:
         """(raw collection time, FHIRPath it came from): Specimen first."""
-        sp = self.specimen
-        if sp is not None:
-            raw = specimen_collected_raw(sp)
-            if raw is not None:
-                return raw, f"Bundle.entry[{self.specimen_index}].resource.collection"
+        if self.specimen_has_collection_time():
+            return (specimen_collected_raw(self.specimen),
+                    f"Bundle.entry[{self.specimen_index}].resource.collection")
         return self.effective_raw(), f"{self.path}.effective"
 
     def collected(self) -> datetime | None:
-        if self._collected_src is None:
-            raw, self._collected_src = self.collection_raw()
-            self._collected = parse_datetime(raw)
+        if self._collected is _UNSET:
+            if self.specimen_has_collection_time():
+                self._collected = parse_datetime(specimen_collected_raw(self.specimen))
+            else:
+                self._collected = self.effective()
         return self._collected
 
     def is_grouper(self) -> bool:
@@ -197,7 +234,7 @@ def codings(concept) -> Iterator[dict]:
 class BundleView:
     """Index of one bundle; see module doc."""
     __slots__ = ("bundle", "resources", "by_ref", "by_type", "observations", "results",
-                 "hindex", "_person_ids", "patient_key")
+                 "hindex", "_person_ids", "patient_key", "memo")
 
     def __init__(self, bundle: dict, tables: Tables):
         self.bundle = bundle
@@ -206,6 +243,7 @@ class BundleView:
         self.by_type: dict[str, list[tuple[int, dict]]] = {}
         self._person_ids = None
         self.patient_key: str | None | bool = False   # rules_history: hashed patient, once
+        self.memo: dict = {}       # what several rules derive from the same resources, once
         entries = bundle.get("entry") if isinstance(bundle, dict) else None
         for i, entry in enumerate(_list(entries)):
             if not isinstance(entry, dict):
@@ -218,7 +256,11 @@ class BundleView:
                 continue
             item = (i, res)
             self.resources.append(item)
-            self.by_type.setdefault(rtype, []).append(item)
+            same_type = self.by_type.get(rtype)
+            if same_type is None:
+                self.by_type[rtype] = [item]
+            else:
+                same_type.append(item)
             url = entry.get("fullUrl")
             if isinstance(url, str):
                 self.by_ref[url] = item
@@ -245,7 +287,10 @@ class BundleView:
     def _obs(self, index: int, res: dict, tables: Tables) -> ObsInfo:
         info = ObsInfo(index, res)
         hcodes = tables.haemolysis_index_codes
-        for c in codings(res.get("code")):
+        concept = res.get("code")
+        for c in _list(concept.get("coding")) if isinstance(concept, dict) else ():
+            if not isinstance(c, dict):
+                continue
             system, code = c.get("system"), c.get("code")
             if hcodes and isinstance(code, str) and code in hcodes:
                 info.is_hindex = True

@@ -5,7 +5,7 @@ from mappings.issue import Issue
 
 from .bundle_view import BundleView
 from .context import RuleContext
-from .registry import ACTIONS, RULES
+from .registry import run_plan
 
 
 def validate(bundle: dict, ctx: RuleContext, *, keep_view: bool = False) -> list[Issue]:
@@ -18,16 +18,9 @@ def validate(bundle: dict, ctx: RuleContext, *, keep_view: bool = False) -> list
     leaves the bundle index on ``ctx`` for :func:`accepted_facts`.
     """
     ctx._view = BundleView(bundle, ctx.tables)
-    settings = ctx.settings
     issues: list[Issue] = []
     try:
-        for code, r in RULES.items():
-            action = settings.get(code) if settings else None
-            if action == "off":
-                continue
-            if r.needs and any(getattr(ctx, n) is None for n in r.needs):
-                continue
-            severity = ACTIONS.get(action) if action else None
+        for r, severity in run_plan(ctx.settings, ctx):
             for issue in r.func(bundle, ctx):
                 if severity is not None and issue.severity != severity:
                     issue = Issue(severity, issue.code, issue.location,

@@ -33,7 +33,7 @@ def accepted_facts(bundle: dict, ctx: RuleContext, *, result_codes=None) -> Acce
         if a is None or (result_codes is not None and a.code not in result_codes):
             continue
         got = _value(o, ctx)
-        at = parse_datetime(o.effective_raw()) or o.collected()
+        at = o.effective() or o.collected()
         if got is not None and got[1] is None and at is not None:
             facts.results.append((a.code, PreviousResult(at, got[0], a.canonical_unit)))
     for req in order_requests(view, ctx):

@@ -43,6 +43,14 @@ class Rule:
 # conversion) are registered before the rules that read what they changed.
 RULES: dict[str, Rule] = {}
 
+# RuleContext lookups some rule needs, in order of first registration.
+_NEEDED_LOOKUPS: list[str] = []
+
+# run_plan() results by (settings, lookups the context lacks); every message
+# from the same source asks the same question. Cleared when a rule registers.
+_PLANS: dict[tuple, list[tuple[Rule, str | None]]] = {}
+_MAX_PLANS = 256
+
 
 def rule(code: str, severity: str, *, en: str, nb: str,
          needs: tuple[str, ...] = ()) -> Callable[[RuleFunc], Rule]:
@@ -56,8 +64,32 @@ def rule(code: str, severity: str, *, en: str, nb: str,
         doc = (func.__doc__ or "").strip().split("\n\n")[0]
         r = Rule(code, severity, en, nb, func, needs, " ".join(doc.split()))
         RULES[code] = r
+        _NEEDED_LOOKUPS.extend(n for n in needs if n not in _NEEDED_LOOKUPS)
+        _PLANS.clear()
         return r
     return register
+
+
+def run_plan(settings, ctx) -> list[tuple[Rule, str | None]]:
+    """The rules to run for ``settings`` and ``ctx``, in run order, each with the
+    severity its setting imposes (None: the rule's own).
+
+    ``off`` rules are left out, and so are rules needing a lookup ``ctx`` lacks.
+    """
+    missing = tuple(n for n in _NEEDED_LOOKUPS if getattr(ctx, n) is None)
+    key = (tuple(settings.items()) if settings else (), missing)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = []
+        for code, r in RULES.items():
+            action = settings.get(code) if settings else None
+            if action == "off" or any(n in missing for n in r.needs):
+                continue
+            plan.append((r, ACTIONS.get(action) if action else None))
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
 
 
 def check_settings(settings: dict) -> list[str]:

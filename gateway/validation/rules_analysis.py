@@ -121,16 +121,18 @@ def unit_not_allowed(bundle, ctx):
             vq["system"] = UCUM
 
 
-def _specimen_codes(o: ObsInfo) -> list[tuple[str, str]]:
-    """(system, code) of the result's specimen type in 8351 or 0487 (memoised)."""
-    out = o.memo.get("spec")
+def _specimen_codes(view, o: ObsInfo) -> list[tuple[str, str]]:
+    """(system, code) of the result's specimen type in 8351 or 0487, read once per
+    Specimen (a panel's results usually share one)."""
+    key = ("specimen_codes", o.specimen_index)
+    out = view.memo.get(key)
     if out is None:
         out = []
         for c in codings(o.specimen.get("type") if o.specimen is not None else None):
             system = specimen_system(c.get("system"))
             if system in _SPECIMEN_SYSTEMS and isinstance(c.get("code"), str):
                 out.append((system, c["code"]))
-        o.memo["spec"] = out
+        view.memo[key] = out
     return out
 
 
@@ -139,9 +141,10 @@ def _specimen_codes(o: ObsInfo) -> list[tuple[str, str]]:
       nb="Prøvemateriale (volven 8351 eller HL7 0487) mangler for {analysis}.")
 def specimen_type_missing(bundle, ctx):
     """A result whose analysis lists specimen types has a coded specimen type."""
-    for o in _results(bundle, ctx):
+    view = view_of(bundle, ctx)
+    for o in view.results:
         a = o.analysis
-        if a is not None and a.specimen_types and not _specimen_codes(o):
+        if a is not None and a.specimen_types and not _specimen_codes(view, o):
             loc = (f"Bundle.entry[{o.specimen_index}].resource.type" if o.specimen
                    else f"{o.path}.specimen")
             yield specimen_type_missing.issue(loc, analysis=a.code)
@@ -152,12 +155,13 @@ def specimen_type_missing(bundle, ctx):
       nb="Prøvematerialet {given} passer ikke til {analysis}.")
 def specimen_type_mismatch(bundle, ctx):
     """The specimen type is one that analyses.csv lists for the analysis."""
-    for o in _results(bundle, ctx):
+    view = view_of(bundle, ctx)
+    for o in view.results:
         a = o.analysis
         if a is None or not a.specimen_types:
             continue
-        given = _specimen_codes(o)
-        if given and not any(g in a.specimen_types for g in given):
+        given = _specimen_codes(view, o)
+        if given and a.specimen_types.isdisjoint(given):
             label = ", ".join(f"{_SYSTEM_LABEL[s]}:{c}" for s, c in given)
             yield specimen_type_mismatch.issue(
                 f"Bundle.entry[{o.specimen_index}].resource.type", given=label, analysis=a.code)

@@ -41,8 +41,8 @@ def collection_time_future(bundle, ctx):
         t = parse_datetime(specimen_collected_raw(sp))
         if t is not None and t > latest:
             yield collection_time_future.issue(f"Bundle.entry[{i}].resource.collection")
-    for o in _results(bundle, ctx):
-        t = parse_datetime(o.effective_raw())
+    for o in view.results:
+        t = o.effective()
         if t is not None and t > latest:
             yield collection_time_future.issue(f"{o.path}.effective")
 
@@ -65,8 +65,8 @@ def analysis_before_collection(bundle, ctx):
         t = parse_datetime(o.resource.get("issued"))
         if t is not None and t < earliest:
             yield analysis_before_collection.issue(o.path + ".issued", **_ISSUED)
-        if o.specimen is not None and specimen_collected_raw(o.specimen) is not None:
-            t = parse_datetime(o.effective_raw())
+        if o.specimen_has_collection_time():
+            t = o.effective()
             if t is not None and t < earliest:
                 yield analysis_before_collection.issue(o.path + ".effective", **_EFFECTIVE)
 
