@@ -76,7 +76,7 @@ class Gateway:
         pipeline = Hl7Pipeline(writer=self._writer, router=Router(self.config), metrics=self.metrics,
                                gateway_name=self.config.gateway.name,
                                facility=self.config.gateway.facility,
-                               validate=self.validator,
+                               validator=self.validator,
                                systems={s.name: s for s in self.config.systems})   # ACK modes
         self.pipeline = pipeline   # the console replays stored messages through it
         from .instruments.service import start_instruments   # docs/instruments.md

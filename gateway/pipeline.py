@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -44,9 +44,10 @@ from .metrics import Metrics
 from .routing import Router
 from .store import MessageRecord, MessageWriter, StoreUnavailable
 
-log = log_setup.get("labgate.pipeline")
+if TYPE_CHECKING:
+    from .validator import Validator
 
-Validator = Callable[[dict, str], list[Issue]]
+log = log_setup.get("labgate.pipeline")
 
 # Issues that make a message unacceptable as a whole (HL7 AR), as opposed to
 # content errors (AE).
@@ -65,13 +66,13 @@ NO_ROUTE = Issue("warning", "ROUTE-NONE", "MSH-9",
 class Hl7Pipeline:
     def __init__(self, *, writer: MessageWriter, router: Router, metrics: Metrics,
                  gateway_name: str = "LABGATE", facility: str = "",
-                 validate: Validator | None = None, systems: dict | None = None):
+                 validator: Validator | None = None, systems: dict | None = None):
         self._writer = writer
         self._router = router
         self._metrics = metrics
         self._name = gateway_name
         self._facility = facility
-        self._validate = validate
+        self._validator = validator
         self._systems = systems or {}     # name → config.System (ack_mode, ack_destination)
         self._ack_ids = (f"{os.getpid() % 10000:04d}{n}" for n in itertools.count(1))
         self._ack_prefix = "LG" + os.urandom(3).hex()
@@ -87,6 +88,8 @@ class Hl7Pipeline:
             self._metrics.store_failures.labels(source).inc()
             raise
         if not result.duplicate:
+            if self._validator is not None:
+                self._validator.remember(record.history)   # committed: now it is history
             self._count(record)
             return ack if mode.send_commit(ack) else None
         self._metrics.duplicates.labels(source).inc()
@@ -108,13 +111,14 @@ class Hl7Pipeline:
     def evaluate(self, raw: bytes, source: str, *, peer: str | None = None,
                  protocol: str = "mllp", received: datetime | None = None) -> MessageRecord:
         """What storing this message now would store (parse, map, validate,
-        route), without writing it. The console's replay uses it."""
+        route), without writing it or remembering its history. The console's
+        replay uses it."""
         return self._evaluate(raw, source, peer, protocol, received or datetime.now(timezone.utc))[0]
 
     def _evaluate(self, raw, source, peer, protocol, received):
         """Parse, map, validate, route: (record, ack, mode). Nothing is written
-        to the database here; the validator's in-memory history (delta checks,
-        duplicate orders) does learn an accepted message's facts."""
+        and nothing remembered here; ``record.history`` holds what the message
+        adds to the validation history once stored."""
         sha = hashlib.sha256(raw).digest()
         try:
             msg = parse(raw)
@@ -128,8 +132,10 @@ class Hl7Pipeline:
         mode = self._mode(header, source)
         sources: list[str] = []
         bundle, issues = to_bundle(msg, sources=sources)
-        if not rejects(issues) and self._validate is not None:
-            issues = issues + self._validate(bundle, source)
+        history = None
+        if not rejects(issues) and self._validator is not None:
+            checked = self._validator.check(bundle, source)
+            issues, history = issues + checked.issues, checked.history
         if rejects(issues):
             code = "AR" if any(i.code in _AR_CODES for i in issues) else "AE"
             status, dests = "rejected", []
@@ -145,6 +151,7 @@ class Hl7Pipeline:
                         else [], received, msg.encoding)
         record = self._record(raw, sha, source, peer, protocol, header, bundle, issues,
                               status, ack, received, dests)
+        record.history = history if status != "rejected" else None
         if mode.wants_app_ack(code):
             record.app_ack_to = mode.ack_destination
         return record, ack, mode

@@ -158,36 +158,20 @@ class MessageWriter:
 
     async def _write_batch(self, records: list[MessageRecord]) -> list[WriteResult]:
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_HISTORY_BY_WRITER)
+            await conn.execute(_HISTORY_BY_WRITER)   # the writer indexes; the trigger stands down
             rows = await conn.fetch(_INSERT_MESSAGES, *_columns(records))
             results: list[WriteResult | None] = [None] * len(records)
             dup_idx = []
-            out_ids, out_dests, out_states, out_kinds = [], [], [], []
+            outbox: tuple[list, ...] = ([], [], [], [])
             for i, (rec, row) in enumerate(zip(records, rows)):
                 if row["inserted"]:
                     results[i] = WriteResult(row["id"])
-                    for dest, state in rec.destinations:
-                        out_ids.append(row["id"])
-                        out_dests.append(dest)
-                        out_states.append(state)
-                        out_kinds.append("message")
-                    if rec.app_ack_to:
-                        out_ids.append(row["id"])
-                        out_dests.append(rec.app_ack_to)
-                        out_states.append("pending")
-                        out_kinds.append("app_ack")
+                    _add_outbox_rows(outbox, row["id"], rec)
                 else:
                     dup_idx.append(i)
             if dup_idx:
                 await self._resolve_duplicates(conn, records, dup_idx, results)
-            history = _history_columns(records, rows)
-            if history is not None:
-                await conn.execute(_INSERT_HISTORY, *history)
-            if out_ids:
-                await conn.execute(_INSERT_OUTBOX, out_ids, out_dests, out_states, out_kinds)
-                pending = sorted({d for d, s in zip(out_dests, out_states) if s == "pending"})
-                for dest in pending:
-                    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, dest)
+            await _write_history_and_outbox(conn, records, rows, outbox)
             return results  # type: ignore[return-value]
 
     async def _resolve_duplicates(self, conn, records, dup_idx, results) -> None:
@@ -210,6 +194,49 @@ class MessageWriter:
                 "UPDATE message m SET duplicates = duplicates + c.n"
                 " FROM (SELECT id, count(*) AS n FROM unnest($1::bigint[]) AS id GROUP BY id) c"
                 " WHERE m.id = c.id", same_ids)
+
+
+def _add_outbox_rows(outbox: tuple[list, ...], message_id: int, rec: MessageRecord) -> None:
+    """The record's outbox rows as columns of _INSERT_OUTBOX: one per
+    destination, plus the application ACK in enhanced mode."""
+    rows = [(dest, state, "message") for dest, state in rec.destinations]
+    if rec.app_ack_to:
+        rows.append((rec.app_ack_to, "pending", "app_ack"))
+    for dest, state, kind in rows:
+        for col, v in zip(outbox, (message_id, dest, state, kind)):
+            col.append(v)
+
+
+async def _write_history_and_outbox(conn, records, rows, outbox: tuple[list, ...]) -> None:
+    """History rows and outbox rows of stored records; wakes the delivery
+    loops of destinations that got pending rows (delivered at commit)."""
+    history = _history_columns(records, rows)
+    if history is not None:
+        await conn.execute(_INSERT_HISTORY, *history)
+    if not outbox[0]:
+        return
+    await conn.execute(_INSERT_OUTBOX, *outbox)
+    for dest in sorted({d for d, st in zip(outbox[1], outbox[2]) if st == "pending"}):
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, dest)
+
+
+_UPDATE_EVALUATION = """
+UPDATE message SET bundle = $2::jsonb, verdict = $3::jsonb, status = $4, ack = $5 WHERE id = $1
+"""
+
+
+async def store_reevaluation(conn, message_id: int, record: MessageRecord) -> None:
+    """Store a new evaluation of a stored message in place (the console's
+    replay), in the caller's transaction: verdict, bundle, status and ACK,
+    and, when it is now accepted, its outbox rows (with the application ACK
+    in enhanced mode) and validation history rows. The row keeps its id,
+    source and control id."""
+    await conn.execute(_HISTORY_BY_WRITER)
+    await conn.execute(_UPDATE_EVALUATION, message_id, record.bundle_json, record.verdict_json,
+                       record.status, record.ack)
+    outbox: tuple[list, ...] = ([], [], [], [])
+    _add_outbox_rows(outbox, message_id, record)
+    await _write_history_and_outbox(conn, [record], [{"inserted": True, "id": message_id}], outbox)
 
 
 def _history_columns(records: list[MessageRecord], rows) -> list[list] | None:

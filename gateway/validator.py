@@ -7,16 +7,18 @@ sending system's rule settings and the gateway's lookups.
 History for DELTA-CHECK and ORDER-DUPLICATE: validate() is synchronous and
 on the hot path, so it reads two in-memory :class:`History` maps, never the
 database. They are filled (1) at start-up by :meth:`Validator.prefetch` from
-the ``validation_result`` / ``validation_order`` tables, which a trigger on
-``message`` fills in the same transaction that commits an accepted message
-(migration 0008: committed means indexed, across restarts and processes),
-and (2) by the validator itself when it accepts a message, so the next
-message sees it at once. A message accepted here but then not stored is in
-memory only until restart; delta checks only flag, so that costs at most a
-spurious warning.
+the ``validation_result`` / ``validation_order`` tables, and (2) as messages
+are stored. :meth:`Validator.check` judges a bundle and works out the rows
+an accepted message adds to the history (:class:`~gateway.store.HistoryRows`)
+without remembering anything; the pipelines store those rows with the
+message (same transaction: committed means indexed, across restarts and
+processes) and call :meth:`Validator.remember` only after the commit, so a
+message that is judged but not stored (a replay preview, a refused FHIR
+order, a failed commit) never becomes somebody's "previous result".
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from mappings.issue import Issue, rejects
@@ -24,6 +26,7 @@ from mappings.tables_loader import TableError, Tables, load_tables
 
 from . import logging as log_setup
 from .config import Config, ConfigError
+from .store import HistoryRows
 from .validation import History, PreviousResult, RuleContext, accepted_facts, validate
 
 log = log_setup.get("labgate.validator")
@@ -52,6 +55,13 @@ def _settings(config: Config) -> dict[str, dict[str, str]]:
     return {s.name: {**default, **s.rules} for s in config.systems}
 
 
+@dataclass(slots=True)
+class Checked:
+    """A validator's judgement of one bundle."""
+    issues: list[Issue]
+    history: HistoryRows | None = None   # what storing it adds to the history (accepted only)
+
+
 class Validator:
     """Callable ``(bundle, source) -> issues`` used by the pipelines.
 
@@ -72,11 +82,12 @@ class Validator:
         self.results: History = History(lambda p: p.time, max_keys=v.history_max_keys)
         self.orders: History = History(lambda t: t, max_keys=v.history_max_keys)
 
-    def __call__(self, bundle: dict, source: str, *, qc_state=None,
-                 operator_certified=None) -> list[Issue]:
-        """Validate one bundle from ``source``. ``qc_state``/``operator_certified``
-        are the instrument path's lookups for this call (results from registered
-        instruments); without them the validator's own (if any) apply."""
+    def check(self, bundle: dict, source: str, *, qc_state=None,
+              operator_certified=None) -> Checked:
+        """Validate one bundle from ``source``; nothing is remembered.
+        ``qc_state``/``operator_certified`` are the instrument path's lookups
+        for this call (results from registered instruments); without them the
+        validator's own (if any) apply."""
         ctx = RuleContext(now=datetime.now(timezone.utc), tables=self._tables,
                           settings=self._settings.get(source, self._default_settings),
                           clock_skew=self._skew,
@@ -86,21 +97,34 @@ class Validator:
                           previous_results=self.results.get, recent_orders=self.orders.get,
                           duplicate_order_window=self._dup_window)
         issues = validate(bundle, ctx, keep_view=True)
-        if not rejects(issues):
-            try:
-                self._remember(bundle, ctx)
-            except Exception as e:   # history is an aid; never let it fail a message
-                log.warning("validation.history_not_updated", error=type(e).__name__)
-        return issues
+        if rejects(issues):
+            return Checked(issues)
+        try:
+            return Checked(issues, _history_rows(bundle, ctx))
+        except Exception as e:   # history is an aid; never let it fail a message
+            log.warning("validation.history_not_computed", error=type(e).__name__)
+            return Checked(issues)
 
-    def _remember(self, bundle: dict, ctx: RuleContext) -> None:
-        facts = accepted_facts(bundle, ctx, result_codes=self._tables.delta)
-        if facts.patient is None:
+    def remember(self, history: HistoryRows | None) -> None:
+        """Add a stored message's rows to the in-memory history (results only
+        for analyses with delta limits: the only ones DELTA-CHECK reads)."""
+        if history is None:
             return
-        for code, prev in facts.results:
-            self.results.add(facts.patient, code, prev)
-        for code, at in facts.orders:
-            self.orders.add(facts.patient, code, at)
+        delta = self._tables.delta
+        for code, at, value, unit in history.results:
+            if code in delta:
+                self.results.add(history.patient_key, code, PreviousResult(at, value, unit))
+        for code, at in history.orders:
+            self.orders.add(history.patient_key, code, at)
+
+    def __call__(self, bundle: dict, source: str, *, qc_state=None,
+                 operator_certified=None) -> list[Issue]:
+        """check() and remember() at once: for callers that do not store
+        history rows with the message (the database then derives them)."""
+        checked = self.check(bundle, source, qc_state=qc_state,
+                             operator_certified=operator_certified)
+        self.remember(checked.history)
+        return checked.issues
 
     async def prefetch(self, pool) -> int:
         """Load the history still inside the configured windows; returns rows read."""
@@ -133,3 +157,15 @@ class Validator:
     def reload(self, tables: Tables) -> None:
         """Swap in re-read tables (e.g. after a bioengineer changed a limit)."""
         self._tables = tables
+
+
+def _history_rows(bundle: dict, ctx: RuleContext) -> HistoryRows | None:
+    """Every analysed numeric result and order of a validated bundle, in the
+    canonical unit (the rules' conversion has been applied); None without a
+    patient."""
+    facts = accepted_facts(bundle, ctx)
+    if facts.patient is None:
+        return None
+    return HistoryRows(facts.patient,
+                       [(code, p.time, p.value, p.unit) for code, p in facts.results],
+                       list(facts.orders))

@@ -4,21 +4,23 @@ and acknowledging a critical result. Every action is audited with who and why.
 Replay of a *rejected* HL7 v2 message runs its stored raw bytes through the
 gateway's current pipeline (current tables and configuration) as a new
 evaluation, and updates the message row in place: verdict, bundle, status
-and acknowledgement, plus new outbox rows when it is now accepted. The row
+and acknowledgement, plus, when it is now accepted, new outbox rows (with
+the application ACK for an enhanced-mode source) and validation history
+rows, which the validator remembers once the transaction commits. The row
 keeps its id, source and control id, so a sender's retransmission is still
 recognised as a duplicate. Replay of a message with *dead-lettered* outbox
 rows puts those rows back to ``pending`` with a fresh attempt budget.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
 
 from .. import audit
 from ..authz import Principal
-from ..store import NOTIFY_CHANNEL
+from ..store import NOTIFY_CHANNEL, HistoryRows, store_reevaluation
 
 
 class ActionRefused(Exception):
@@ -31,6 +33,8 @@ class Outcome:
     action: str
     result: str            # e.g. accepted | rejected | requeued | discarded | retried
     detail: str = ""
+    # what the validator remembers once the action's transaction has committed
+    history: HistoryRows | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {"message_id": self.message_id, "action": self.action, "result": self.result,
@@ -74,19 +78,10 @@ async def _reevaluate(gw, conn, row) -> Outcome:
     # the new verdict is ours here.
     record = gw.pipeline.evaluate(bytes(row["raw"]), row["source"], peer=row["peer"],
                                   protocol=row["protocol"])
-    await conn.execute(
-        "UPDATE message SET bundle = $2::jsonb, verdict = $3::jsonb, status = $4, ack = $5"
-        " WHERE id = $1", row["id"], record.bundle_json, record.verdict_json, record.status,
-        record.ack)
-    if record.destinations:
-        await conn.execute(
-            "INSERT INTO outbox (message_id, destination, state)"
-            " SELECT $1, d, s FROM unnest($2::text[], $3::text[]) AS t(d, s)",
-            row["id"], [d for d, _ in record.destinations], [s for _, s in record.destinations])
-        await _notify(conn, {d for d, s in record.destinations if s == "pending"})
+    await store_reevaluation(conn, row["id"], record)
     codes = sorted({i["code"] for i in _issues(record.verdict_json)
                     if i.get("severity") in ("error", "fatal")})
-    return Outcome(row["id"], "replay", record.status, " ".join(codes))
+    return Outcome(row["id"], "replay", record.status, " ".join(codes), history=record.history)
 
 
 def _issues(verdict_json: str) -> list[dict]:

@@ -183,6 +183,7 @@ class AdminApi:
                 out = await fn(conn, mid, who, reason, request.remote)
         except actions.ActionRefused as e:
             return _json({"error": "refused", "detail": str(e)}, 409)
+        self.gw.validator.remember(out.history)   # committed
         log.info("console.action", action=out.action, message_id=mid, result=out.result, user=who.name)
         return _json(out.to_dict())
 
@@ -212,8 +213,9 @@ class AdminApi:
         for mid in ids:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    results.append((await actions.replay(self.gw, conn, mid, who, reason,
-                                                         request.remote)).to_dict())
+                    out = await actions.replay(self.gw, conn, mid, who, reason, request.remote)
+                self.gw.validator.remember(out.history)   # committed
+                results.append(out.to_dict())
             except actions.ActionRefused as e:
                 results.append({"message_id": mid, "action": "replay", "result": "refused",
                                 "detail": str(e)})

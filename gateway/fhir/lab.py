@@ -133,7 +133,7 @@ def _stability(validator, source: str, spec: dict, srs: list[dict], received_at)
             "specimen": {"reference": "urn:uuid:specimen"},
             "extension": [{"url": ANALYSIS_TIME_EXT, "valueDateTime": instant(received_at)}]}})
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-    found = validator(bundle, source)
+    found = validator.check(bundle, source).issues   # a what-if: nothing remembered
     return [Issue("warning", i.code, "Specimen.receivedTime", i.text, i.text_nb)
             for i in found if i.code == STABILITY_RULE]
 

@@ -89,12 +89,15 @@ class FhirApi:
         issues = issues or intake.resource_references(res, "ServiceRequest")
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
             {"fullUrl": "urn:uuid:order", "resource": res, "request": {"method": "POST", "url": "ServiceRequest"}}]}
+        checked = None
         if not issues:
+            checked = self.gw.validator.check(bundle, who.name)
             issues = [_relocate(i, "Bundle.entry[0].resource", "ServiceRequest")
-                      for i in ordering.order_issues(self.config, bundle) + self.gw.validator(bundle, who.name)]
+                      for i in ordering.order_issues(self.config, bundle) + checked.issues]
         if rejects(issues):
             return await self._reject(request, who, "FHIR:order", raw, 422 if res.get("resourceType") else 400, issues)
-        stored = await self._store_order(request, who, raw, bundle, request.headers.get("If-None-Exist"))
+        stored = await self._store_order(request, who, raw, bundle, request.headers.get("If-None-Exist"),
+                                         checked)
         rtype, sr, created = next(e for e in stored.entries if e[0] == "ServiceRequest")
         headers = {"Location": f"{_base(request)}/fhir/ServiceRequest/{sr['id']}/_history/1",
                    "ETag": 'W/"1"'}
@@ -115,11 +118,13 @@ class FhirApi:
             return await self._results(request, require(request, "results.create"), raw, bundle)
         who = require(request, "orders.create")
         issues = intake.check_bundle(bundle, ORDER_TYPES)
+        checked = None
         if not issues:
-            issues = ordering.order_issues(self.config, bundle) + self.gw.validator(bundle, who.name)
+            checked = self.gw.validator.check(bundle, who.name)
+            issues = ordering.order_issues(self.config, bundle) + checked.issues
         if rejects(issues):
             return await self._reject(request, who, "FHIR:order", raw, 422, issues)
-        stored = await self._store_order(request, who, raw, bundle, None)
+        stored = await self._store_order(request, who, raw, bundle, None, checked)
         entries = []
         for rtype, res, created in stored.entries:
             entry = {"response": {"status": "201 Created" if created else "200 OK",
@@ -130,7 +135,7 @@ class FhirApi:
             entries.append(entry)
         return fhir_response({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
 
-    async def _store_order(self, request, who, raw, bundle, if_none_exist):
+    async def _store_order(self, request, who, raw, bundle, if_none_exist, checked):
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await ordering.store_order(conn, self.config, source=who.name, peer=request.remote,
                                                 raw=raw, bundle=bundle, if_none_exist=if_none_exist)
@@ -138,6 +143,8 @@ class FhirApi:
                 await audit.record(conn, who=who, action="orders.create" if created else "orders.create.existing",
                                    resource_type=rtype, resource_id=res["id"],
                                    patient=stored.patients[0] if stored.patients else None, peer=request.remote)
+        if any(created for _, _, created in stored.entries):   # committed, and new
+            self.gw.validator.remember(checked.history)
         log.info("fhir.order_stored", system=who.name, message_id=stored.message_id,
                  created=sum(1 for e in stored.entries if e[2]))
         return stored
@@ -145,8 +152,10 @@ class FhirApi:
     # ---- results ------------------------------------------------------------
     async def _results(self, request, who, raw, bundle):
         issues = intake.check_bundle(bundle, RESULT_TYPES)
+        checked = None
         if not issues:
-            issues = self.gw.validator(bundle, who.name)
+            checked = self.gw.validator.check(bundle, who.name)
+            issues = checked.issues
         if rejects(issues):
             return await self._reject(request, who, RESULT_MESSAGE_TYPE, raw, 422, issues)
         dests = [(d, s) for d, s in self.router.destinations(who.name, RESULT_MESSAGE_TYPE)
@@ -160,6 +169,7 @@ class FhirApi:
             for r in linked["results"]:
                 await audit.record(conn, who=who, action="results.create", resource_type=r["resourceType"],
                                    resource_id=r["id"], peer=request.remote)
+        self.gw.validator.remember(checked.history)   # committed
         log.info("fhir.result_stored", system=who.name, message_id=mid, unsolicited=linked["unsolicited"])
         entries = [{"response": {"status": "201 Created",
                                  "location": f"{r['resourceType']}/{r['id']}/_history/1"},

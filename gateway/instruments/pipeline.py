@@ -124,12 +124,12 @@ class InstrumentPipeline:
     """Shared by every ASTM and POCT1-A listener of one gateway."""
 
     def __init__(self, *, writer: MessageWriter, router: Router, registry: Registry,
-                 validate, metrics: Metrics, pool, gateway_name: str = "LABGATE",
+                 validator, metrics: Metrics, pool, gateway_name: str = "LABGATE",
                  qc_material_pattern: str | None = None, lock_directive: str = LOCK):
         self._writer = writer
         self._router = router
         self.registry = registry
-        self._validate = validate
+        self._validator = validator   # gateway.validator.Validator
         self._metrics = metrics
         self._pool = pool
         self._name = gateway_name
@@ -276,10 +276,15 @@ class InstrumentPipeline:
     async def _finish(self, protocol, raw, system, peer, inst, control, kind, bundle, issues,
                       qc_events, received) -> Outcome:
         patient_results = kind in ("ASTM", "POCT1A-OBS") and bool(_observation_codes(bundle))
+        history = None
         if patient_results and not rejects(issues):
-            issues = issues + self._validate(bundle, system)
+            # Results from registered instruments are judged with the gateway's
+            # own QC and operator records.
+            checked = self._validator.check(bundle, system, qc_state=self.registry.qc_state,
+                                            operator_certified=self.registry.operator_certified)
+            issues, history = issues + checked.issues, checked.history
         outcome = await self._store(protocol, raw, system, peer, control, kind, bundle, issues,
-                                    received, route=patient_results)
+                                    received, route=patient_results, history=history)
         instrument_ok = inst is not None and not any(i.code.startswith("INSTRUMENT-") for i in issues)
         if instrument_ok:
             await self._seen(inst.serial)
@@ -289,7 +294,7 @@ class InstrumentPipeline:
         return outcome
 
     async def _store(self, protocol, raw, system, peer, control, kind, bundle, issues, received,
-                     route: bool = False) -> Outcome:
+                     route: bool = False, history=None) -> Outcome:
         if rejects(issues):
             status, dests = "rejected", []
         elif route:
@@ -302,13 +307,15 @@ class InstrumentPipeline:
             sha256=hashlib.sha256(raw).digest(), raw=raw,
             bundle_json=orjson.dumps(bundle).decode() if bundle is not None else None,
             verdict_json=orjson.dumps([i.to_dict() for i in issues]).decode(),
-            status=status, ack=_answer(status, issues), received_at=received, destinations=dests)
+            status=status, ack=_answer(status, issues), received_at=received, destinations=dests,
+            history=history if status != "rejected" else None)
         try:
             result = await self._writer.write(record)
         except StoreUnavailable:    # no acknowledgement: the analyser resends
             self._metrics.store_failures.labels(system).inc()
             raise
         if not result.duplicate:
+            self._validator.remember(record.history)   # committed: now it is history
             return Outcome(status, issues, result.message_id)
         if result.same_content:
             stored = bytes(result.stored_ack or b"AA")

@@ -38,15 +38,8 @@ async def start_instruments(*, config: Config, pool, writer: MessageWriter, metr
         await registry.sync(conn)
         await registry.load(conn)
 
-    def validate(bundle: dict, system: str):
-        # Results from registered instruments are judged with the gateway's own
-        # QC and operator records; HL7 v2 from POC middleware (which keeps its
-        # own QC) goes through the same validator without them.
-        return validator(bundle, system, qc_state=registry.qc_state,
-                         operator_certified=registry.operator_certified)
-
     pipeline = InstrumentPipeline(
-        writer=writer, router=Router(config), registry=registry, validate=validate,
+        writer=writer, router=Router(config), registry=registry, validator=validator,
         metrics=metrics, pool=pool, gateway_name=config.gateway.name,
         qc_material_pattern=config.instrument_settings.qc_material_pattern,
         lock_directive=config.instrument_settings.lock_directive)

@@ -1,0 +1,113 @@
+"""The validation history learns a message only once it is stored.
+
+The validator's check() judges and works out what a message adds to the
+history; the pipelines store those rows with the message and remember them
+after the commit. A message that is judged but not stored (the console's
+replay preview, a FHIR order refused by the order rules, a $receive
+stability check) must never become somebody's "previous result" or
+"recent order" (a spurious DELTA-CHECK or ORDER-DUPLICATE).
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from support import base_config, field, mllp_exchange, segments
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fhir"))
+from fhirkit import CRP, Client, iso, order_config, patient, service_request, transaction  # noqa: E402
+
+FNR = "13116900216"
+
+
+def _ts(minutes: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).strftime("%Y%m%d%H%M%S+0000")
+
+
+def _potassium(ctrl: str, value: str, collected_min: float, unit: str = "mmol/L") -> bytes:
+    col, ana = _ts(collected_min), _ts(collected_min + 10)
+    segs = [
+        f"MSH|^~\\&|POCDM|LEGEVAKT|LABGW|KOMMUNE|{_ts(0)}||ORU^R01^ORU_R01|{ctrl}|P|2.5.1",
+        f"PID|1||{FNR}^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR||Danser^Line||19691113|F",
+        f"OBR|1|ORD-{ctrl}^EPJ|POC-{ctrl}^POCDM|K^Kalium^L|||{col}||||||||||||||{ana}|||F",
+        f"OBX|1|NM|NPU03230^P-Kalium^NLK||{value}|{unit}^{unit}^UCUM|||||F|||{col}||OP017||AF2-1|{ana}",
+        f"SPM|1|S{ctrl}||SER^Serum^HL70487|||||||||||||{col}",
+    ]
+    return ("\r".join(segs) + "\r").encode()
+
+
+def _errs(ack: bytes) -> list[str]:
+    return [s.split("|")[3].split("^")[0] or s.split("|")[5].split("^")[0]
+            for s in segments(ack, "ERR")]
+
+
+async def _send(gw, msg: bytes) -> bytes:
+    [ack] = await mllp_exchange("127.0.0.1", gw.listeners["mllp-in"].port, [msg])
+    return ack
+
+
+async def test_a_message_judged_but_not_stored_is_no_previous_result(gateway_factory):
+    gw = await gateway_factory(base_config())
+    preview = gw.pipeline.evaluate(_potassium("P-1", "3.9", -24 * 60), "poc")
+    assert preview.status == "accepted" and preview.history is not None
+    ack = await _send(gw, _potassium("P-2", "5.9", -30))
+    assert field(ack, "MSA", 1) == "AA"
+    assert "DELTA-CHECK" not in str(segments(ack, "ERR"))       # 3.9 was never stored
+    ack = await _send(gw, _potassium("P-3", "3.8", -20))
+    assert "DELTA-CHECK" in str(segments(ack, "ERR"))           # 5.9 was
+
+
+async def test_stored_rows_are_the_validators_once_in_the_canonical_unit(gateway_factory):
+    gw = await gateway_factory(base_config())
+    ack = await _send(gw, _potassium("U-1", "4.1", -60, unit="mmol/l"))
+    assert field(ack, "MSA", 1) == "AA"
+    rows = await gw.pool.fetch("SELECT patient_key, code, value, unit FROM validation_result")
+    # one row (the trigger did not add a second), in the unit the rules compared in
+    assert [tuple(r) for r in rows] == [(hashlib.sha256(FNR.encode()).hexdigest(), "NPU03230",
+                                         4.1, "mmol/L")]
+
+
+async def test_rows_without_the_validators_facts_are_read_from_the_bundle(gateway_factory):
+    """A record stored without precomputed rows (history=None) is indexed by
+    the database from its bundle, in the same transaction."""
+    gw = await gateway_factory(base_config())
+    record = gw.pipeline.evaluate(_potassium("B-1", "4.2", -60), "poc")
+    record.history = None
+    await gw._writer.write(record)
+    rows = await gw.pool.fetch("SELECT code, value, unit FROM validation_result")
+    assert [tuple(r) for r in rows] == [("NPU03230", 4.2, "mmol/L")]
+
+
+async def _fhir_clients(gw):
+    from gateway import tokens
+    async with gw.pool.acquire() as conn:
+        return Client(f"http://127.0.0.1:{gw.http_port}", (await tokens.create(conn, "ehr"))[1])
+
+
+def _crp_order(status: str = "active", hours_ago: float = 2) -> dict:
+    sr = service_request(CRP)
+    sr["status"] = status
+    sr["authoredOn"] = iso(datetime.now(timezone.utc) - timedelta(hours=hours_ago))
+    return transaction(("urn:uuid:patient-1", patient(FNR)), ("urn:uuid:sr-1", sr))
+
+
+def _recent_order_issues(gw) -> list[str]:
+    later = _crp_order(hours_ago=1)
+    return [i.code for i in gw.validator.check(later, "ehr").issues
+            if i.code == "ORDER-DUPLICATE"]
+
+
+async def test_a_refused_fhir_order_is_no_recent_order(gateway_factory):
+    gw = await gateway_factory(order_config())
+    ehr = await _fhir_clients(gw)
+    try:
+        status, body, _ = await ehr.post("/fhir", _crp_order(status="draft"))   # ORDER-STATUS
+        assert status == 422, body
+        assert _recent_order_issues(gw) == []          # the refused order was judged, not stored
+        status, body, _ = await ehr.post("/fhir", _crp_order())
+        assert status == 200, body
+        assert _recent_order_issues(gw) == ["ORDER-DUPLICATE"]   # the stored one counts
+    finally:
+        await ehr.close()
