@@ -163,3 +163,47 @@ async def test_err_names_rule_segment_field_text_and_severity_in_original_mode(g
     assert err[2].split("^")[:3] == ["OBX", "1", "5"]
     assert err[3].endswith("HL70357") and err[4] == "E"
     assert err[5].split("^")[2] == "L" and err[5].split("^")[1]
+
+
+async def test_replay_of_an_enhanced_mode_message_queues_its_application_ack(gateway_factory, acks,
+                                                                             tmp_path):
+    """A rejected message replayed after a table fix is accepted; its sender
+    asked (MSH-16 SU) for an application ACK on success, so the replay
+    queues one, and the accepted results enter the validation history."""
+    import shutil
+    from pathlib import Path
+
+    from gateway.authz import Principal
+    from gateway.console import actions
+    from gateway.validator import load_rule_tables
+
+    tables = tmp_path / "tables"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "mappings" / "tables", tables)
+    analyses = tables / "analyses.csv"
+    good = analyses.read_text(encoding="utf-8")
+    crp = next(line for line in good.splitlines() if line.startswith("NPU19748,")).split(",")
+    analyses.write_text(good.replace(",".join(crp), ",".join(crp[:8] + ["10"] + crp[9:])),
+                        encoding="utf-8")                  # CRP above 10 mg/L "implausible"
+    cfg = base_config()
+    cfg["destinations"].append({"name": "poc-acks", "type": "mllp", "system": "poc",
+                                "host": "127.0.0.1", "port": acks.port,
+                                "backoff_initial_s": 0.05, "backoff_max_s": 0.2})
+    cfg["systems"][0].update({"ack_mode": "enhanced", "ack_destination": "poc-acks"})
+    cfg["validation"] = {"tables_dir": str(tables)}
+    gw = await gateway_factory(cfg)
+    [commit] = await _send(gw, _with_ack_types(oru_r01("E-R1"), "AL", "SU"))
+    assert field(commit, "MSA", 1) == "CA"
+    mid = await gw.pool.fetchval("SELECT id FROM message WHERE control_id = 'E-R1'")
+    assert await gw.pool.fetchval("SELECT status FROM message WHERE id = $1", mid) == "rejected"
+    assert await gw.pool.fetchval("SELECT count(*) FROM outbox WHERE kind = 'app_ack'") == 0
+
+    analyses.write_text(good, encoding="utf-8")
+    gw.validator.reload(load_rule_tables(gw.config))
+    admin = Principal("user", "ada", frozenset({"admin"}))
+    async with gw.pool.acquire() as conn, conn.transaction():
+        out = await actions.replay(gw, conn, mid, admin, "table fixed", "127.0.0.1")
+    assert out.result == "accepted"
+    await acks.wait_for(1)
+    assert [(field(m, "MSA", 1), field(m, "MSA", 2)) for m in acks.messages] == [("AA", "E-R1")]
+    assert await gw.pool.fetchval(
+        "SELECT count(*) FROM validation_result WHERE message_id = $1", mid) == 1
