@@ -11,7 +11,6 @@ from datetime import datetime
 
 from ..issue import Issue
 from . import writer as w
-from .timestamps import v2_now
 
 ACK_CODES = {"AA", "AE", "AR", "CA", "CE", "CR"}
 DEFAULT_VERSION = "2.5.1"
@@ -85,7 +84,7 @@ def build_ack(header: dict | None, code: str, issues: list[Issue], *, control_id
         w.hd(h.get("receiving_facility", "")) or w.component([sending_facility]),
         w.hd(h.get("sending_app", "")),
         w.hd(h.get("sending_facility", "")),
-        v2_now(timestamp),
+        w.msh_time(timestamp),
         "",
         w.component(["ACK", trigger, "ACK"]) if trigger else "ACK",
         w.component([control_id]),

@@ -6,7 +6,9 @@ so that unescaping never loses text.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from typing import Callable
 
 from .separators import Separators
 
@@ -65,17 +67,23 @@ def escape(text: str, seps: Separators) -> str:
     """
     if not text:
         return text
-    return text.translate(_escape_table(seps))
+    needs_escape, table = escape_rules(seps)
+    # Most values hold no special character; a non-str goes on to translate(),
+    # which raises the AttributeError callers have always seen for it.
+    if type(text) is str and needs_escape(text) is None:
+        return text
+    return text.translate(table)
 
 
 @lru_cache(maxsize=64)
-def _escape_table(seps: Separators) -> dict[int, str]:
-    """str.translate table for one set of separators (built once per set:
-    escape() runs ~170 times per outbound message)."""
+def escape_rules(seps: Separators) -> tuple[Callable[[str], re.Match | None], dict[int, str]]:
+    """(search for a character that needs escaping, str.translate table that
+    escapes it) for one set of separators, built once per set."""
     e = seps.escape
     specials = {seps.escape: f"{e}E{e}", seps.field: f"{e}F{e}",
                 seps.component: f"{e}S{e}", seps.subcomponent: f"{e}T{e}",
                 seps.repetition: f"{e}R{e}", "\r": f"{e}X0D{e}", "\n": f"{e}.br{e}"}
     if seps.truncation:
         specials[seps.truncation] = f"{e}P{e}"
-    return {ord(c): v for c, v in specials.items()}
+    pattern = re.compile("[" + "".join(re.escape(c) for c in specials) + "]")
+    return pattern.search, {ord(c): v for c, v in specials.items()}

@@ -18,10 +18,11 @@ outside the set are written as HL7 ``\\X..\\`` hex escapes, never lost).
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from . import datatypes as dt
 from . import writer as w
-from .timestamps import to_v2, v2_now
+from .timestamps import to_v2
 from .to_fhir import ANALYSIS_TIME_EXT
 
 OBX_STATUS = {"final": "F", "corrected": "C", "amended": "C", "preliminary": "P",
@@ -84,6 +85,9 @@ class _Writer:
                 self.by_url[e["fullUrl"]] = res
             if res.get("id"):
                 self.by_url[f"{rtype}/{res['id']}"] = res
+        # Built once per Practitioner: the same people are named on every OBX.
+        self._xcn_by_practitioner: dict[int, list] = {}
+        self._encoded_xcn: dict[int, tuple[list, str]] = {}
 
     def resolve(self, ref: dict | None) -> dict | None:
         return self.by_url.get((ref or {}).get("reference", ""))
@@ -91,7 +95,7 @@ class _Writer:
     def write(self, control_id, timestamp, sending_app, sending_facility, receiving_app,
               receiving_facility, version) -> bytes:
         segs = [w.msh([w.hd(sending_app), w.hd(sending_facility), w.hd(receiving_app),
-                       w.hd(receiving_facility), v2_now(timestamp), "", "ORU^R01^ORU_R01",
+                       w.hd(receiving_facility), w.msh_time(timestamp), "", "ORU^R01^ORU_R01",
                        w.component([control_id]), "P", w.component([version]), "", "",
                        "AL", "NE", "", self.charset])]
         patients = self.by_type.get("Patient") or []
@@ -105,7 +109,7 @@ class _Writer:
     def write_oml(self, control_id, timestamp, sending_app, sending_facility, receiving_app,
                   receiving_facility, version) -> bytes:
         segs = [w.msh([w.hd(sending_app), w.hd(sending_facility), w.hd(receiving_app),
-                       w.hd(receiving_facility), v2_now(timestamp), "", "OML^O21^OML_O21",
+                       w.hd(receiving_facility), w.msh_time(timestamp), "", "OML^O21^OML_O21",
                        w.component([control_id]), "P", w.component([version]), "", "",
                        "AL", "NE", "", self.charset])]
         patients = self.by_type.get("Patient") or []
@@ -118,19 +122,19 @@ class _Writer:
         """ORC, OBR, NTE*, (OBX NTE*)*, (SPM NTE*)* of one ServiceRequest."""
         placer, filler = self.order_ids(sr)
         status = sr.get("status", "")
-        requester = w.component(self.person(sr.get("requester")))
+        requester = self.encode_person(self.person(sr.get("requester")))
         segs = [w.segment("ORC", [
             ORDER_CONTROL.get(status, "NW"), placer, filler, "", SR_STATUS.get(status, ""),
-            "", "", "", to_v2(sr.get("authoredOn", "")), "", "", requester])]
+            "", "", "", _v2_time(sr.get("authoredOn", "")), "", "", requester])]
         specs = [s for s in map(self.resolve, sr.get("specimen") or []) if s] or \
             [s for s in self.by_type.get("Specimen") or []
              if any(self.resolve(r) is sr for r in s.get("request") or [])]
         first = specs[0] if specs else {}
         coll = first.get("collection") or {}
         segs.append(w.segment("OBR", [
-            str(number), placer, filler, w.component(dt.codeable_to_v2(sr.get("code"))), "", "",
-            to_v2(coll.get("collectedDateTime", "")), "", "",
-            w.component(self.person(coll.get("collector"))), "", "", "", "", "", requester]))
+            str(number), placer, filler, _cwe(sr.get("code")), "", "",
+            _v2_time(coll.get("collectedDateTime", "")), "", "",
+            self.encode_person(self.person(coll.get("collector"))), "", "", "", "", "", requester]))
         segs += self.notes(sr)
         supporting = [o for o in map(self.resolve, sr.get("supportingInfo") or [])
                       if o and o.get("resourceType") == "Observation"]
@@ -151,7 +155,7 @@ class _Writer:
                 placer = ident
             elif code == "FILL" and filler is None:
                 filler = ident
-        return w.component(dt.ei_to_v2(placer)), w.component(dt.ei_to_v2(filler))
+        return _ei(placer), _ei(filler)
 
     # ------------------------------------------------------------ grouping
 
@@ -163,7 +167,7 @@ class _Writer:
             sr = self.resolve((dr.get("basedOn") or [None])[0])
             obs = [o for o in map(self.resolve, dr.get("result") or []) if o]
             specs = [s for s in map(self.resolve, dr.get("specimen") or []) if s]
-            listed.update(id(o) for o in obs)
+            listed.update(map(id, obs))
             out.append((sr, dr, obs, specs))
         rest: dict[int, tuple] = {}
         for o in self.by_type.get("Observation") or []:
@@ -194,13 +198,25 @@ class _Writer:
                           (n.get("suffix") or [""])[0], (n.get("prefix") or [""])[0], "",
                           NAME_USE.get(n.get("use", ""), "")])
         return w.segment("PID", ["1", "", w.repeated(ids), "", w.repeated(names), "",
-                                 to_v2(p.get("birthDate", "")),
+                                 _v2_time(p.get("birthDate", "")),
                                  GENDER.get(p.get("gender", ""), "")])
 
     def person(self, ref: dict | None) -> list:
+        """XCN components of the referenced Practitioner; [] when it is none."""
         prac = self.resolve(ref)
-        return dt.practitioner_to_xcn(prac) if prac and prac.get(
-            "resourceType") == "Practitioner" else []
+        if not (prac and prac.get("resourceType") == "Practitioner"):
+            return []
+        key = id(prac)
+        if key not in self._xcn_by_practitioner:
+            self._xcn_by_practitioner[key] = dt.practitioner_to_xcn(prac)
+        return self._xcn_by_practitioner[key]
+
+    def encode_person(self, xcn: list) -> str:
+        """``w.component(xcn)`` of what ``person`` returned, encoded once per person."""
+        cached = self._encoded_xcn.get(id(xcn))
+        if cached is None or cached[0] is not xcn:
+            cached = self._encoded_xcn[id(xcn)] = (xcn, w.component(xcn))
+        return cached[1]
 
     def group(self, number: int, sr: dict | None, dr: dict | None, obs: list[dict],
               specs: list[dict]) -> list[str]:
@@ -214,10 +230,10 @@ class _Writer:
         category = ((dr.get("category") or [{}])[0].get("coding") or [{}])[0].get("code", "")
         effective = dr.get("effectiveDateTime") or ""
         segs.append(w.segment("OBR", [
-            str(number), placer_v2, filler_v2, w.component(dt.codeable_to_v2(code)), "", "",
-            to_v2(effective), "", "", w.component(collector), "", "", "", "", "",
-            w.component(self.person(sr.get("requester"))), "", "", "", "", "",
-            to_v2(dr.get("issued", "")), "", category, DR_STATUS.get(dr.get("status", ""), "")]))
+            str(number), placer_v2, filler_v2, _cwe(code), "", "",
+            _v2_time(effective), "", "", self.encode_person(collector), "", "", "", "", "",
+            self.encode_person(self.person(sr.get("requester"))), "", "", "", "", "",
+            _v2_time(dr.get("issued", "")), "", category, DR_STATUS.get(dr.get("status", ""), "")]))
         segs += self.notes(sr)
         first = specs[0] if specs else None
         obx_no = 0
@@ -238,16 +254,19 @@ class _Writer:
 
     @staticmethod
     def notes(res: dict) -> list[str]:
+        notes = res.get("note")
+        if not notes:       # the usual case
+            return []
         return [w.segment("NTE", [str(i), "", w.component([n.get("text", "")])])
-                for i, n in enumerate(res.get("note") or [], 1) if n.get("text")]
+                for i, n in enumerate(notes, 1) if n.get("text")]
 
     def spm(self, number: int, spec: dict) -> str:
         ident = (spec.get("identifier") or [None])[0]
         eip = [dt.ei_to_v2(ident), dt.ei_to_v2(spec.get("accessionIdentifier"))]
         coll = spec.get("collection") or {}
-        fields = [str(number), w.component(eip), "", w.component(dt.codeable_to_v2(
-            spec.get("type")))] + [""] * 12
-        fields += [to_v2(coll.get("collectedDateTime", "")), to_v2(spec.get("receivedTime", ""))]
+        fields = [str(number), w.component(eip), "", _cwe(spec.get("type"))] + [""] * 12
+        fields += [_v2_time(coll.get("collectedDateTime", "")),
+                   _v2_time(spec.get("receivedTime", ""))]
         return w.segment("SPM", fields)
 
     def obx(self, number: int, o: dict, report_issued: str = "") -> list[str]:
@@ -269,13 +288,25 @@ class _Writer:
         performers = [p for p in map(self.person, o.get("performer") or []) if p]
         device = (o.get("device") or {}).get("identifier")
         seg = w.segment("OBX", [
-            str(number), vtype, w.component(dt.codeable_to_v2(o.get("code"))), "", value,
+            str(number), vtype, _cwe(o.get("code")), "", value,
             w.component(unit_v2), w.component([rng_text]), w.repeated(flags), "", "",
             OBX_STATUS.get(o.get("status", ""), ""), "", "",
-            to_v2(o.get("effectiveDateTime", "")), "", w.repeated(performers),
-            w.component(dt.codeable_to_v2(o.get("method"))), w.component(dt.ei_to_v2(device)),
-            to_v2(analysis_time(o, report_issued))])
+            _v2_time(o.get("effectiveDateTime", "")), "",
+            "~".join([self.encode_person(p) for p in performers]),
+            _cwe(o.get("method")), _ei(device),
+            _v2_time(analysis_time(o, report_issued))])
         return [seg] + self.notes(o)
+
+
+def _v2_time(value: str) -> str:
+    """``timestamps.to_v2``, cached for str values: a bundle repeats its times
+    (OBR-7 in every OBX-14). Anything else goes straight through, to fail as before."""
+    return _cached_v2_time(value) if type(value) is str else to_v2(value)
+
+
+@lru_cache(maxsize=1024)
+def _cached_v2_time(value: str) -> str:
+    return to_v2(value)
 
 
 def _patient_level(o: dict) -> bool:
@@ -292,10 +323,30 @@ def analysis_time(o: dict, report_issued: str = "") -> str:
     return issued if issued != report_issued else ""
 
 
+def _cwe(cc: dict | None) -> str:
+    """A CodeableConcept as an encoded CWE field."""
+    return w.component(dt.codeable_to_v2(cc)) if cc else ""
+
+
+def _ei(ident: dict | None) -> str:
+    """An Identifier as an encoded EI field."""
+    return w.component(dt.ei_to_v2(ident)) if ident else ""
+
+
 def _number(quantity: dict | None) -> str:
     """A Quantity's value as v2 digits; "" when FHIR left it out (it is optional)."""
     value = (quantity or {}).get("value")
-    return "" if value is None else dt.format_number(value)
+    if value is None:
+        return ""
+    if type(value) is float:    # results repeat (reference limits in every message)
+        return _float_text(repr(value))
+    return dt.format_number(value)
+
+
+@lru_cache(maxsize=1024)
+def _float_text(float_repr: str) -> str:
+    # Keyed by repr, not the float: -0.0 == 0.0 would share one entry.
+    return dt.format_number(float(float_repr))
 
 
 def _value(o: dict) -> tuple[str, str, dict | None]:
@@ -317,9 +368,9 @@ def _value(o: dict) -> tuple[str, str, dict | None]:
         text = o["valueString"]
         return ("TX" if "\n" in text else "ST"), w.component([text]), None
     if "valueCodeableConcept" in o:
-        return "CWE", w.component(dt.codeable_to_v2(o["valueCodeableConcept"])), None
+        return "CWE", _cwe(o["valueCodeableConcept"]), None
     if "valueDateTime" in o:
-        return "TS", to_v2(o["valueDateTime"]), None
+        return "TS", _v2_time(o["valueDateTime"]), None
     if "valueTime" in o:
         return "TM", o["valueTime"].replace(":", "")[:6], None
     return "", "", None
