@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from .. import identifiers, systems
@@ -45,6 +46,7 @@ def clean_code(code: str) -> str:
 
 # ---------------------------------------------------------------- code systems
 
+@lru_cache(maxsize=1024)     # a handful of names recur in every message
 def code_system(name: str) -> str:
     """The FHIR system URI for a v2 coding-system name (CWE-3); "" if none."""
     name = name.strip()
@@ -78,6 +80,7 @@ def code_system_name(system: str) -> str:
     return system
 
 
+@lru_cache(maxsize=1024)     # quote() is slow; kinds and assigners recur
 def local(kind: str, assigner: str) -> str:
     """``systems.local_system`` with the assigner made URI-safe."""
     return systems.local_system(kind, quote(assigner.strip(), safe=""))
@@ -93,29 +96,47 @@ def parse_local(system: str) -> tuple[str, str] | None:
 
 # ---------------------------------------------------------------- CWE / CE
 
-def _coding(code: str, display: str, system_name: str) -> dict | None:
+def _coding_items(code: str, display: str, system_name: str) -> tuple | None:
+    """A Coding as (key, value) pairs."""
     code = clean_code(code)
     if not code:
         return None
-    c: dict = {}
-    put(c, "system", code_system(system_name))
-    c["code"] = code
-    put(c, "display", display)
-    return c
+    items = []
+    system = code_system(system_name)
+    if system:
+        items.append(("system", system))
+    items.append(("code", code))
+    if display:
+        items.append(("display", display))
+    return tuple(items)
 
 
 def codeable(comps: list[str]) -> dict | None:
     """CE/CWE components (unescaped) → CodeableConcept, both triplets and CWE-9."""
-    comps = comps + [""] * (9 - len(comps))
-    codings = [c for c in (_coding(comps[0], comps[1], comps[2]),
-                           _coding(comps[3], comps[4], comps[5])) if c]
+    if not any(comps):
+        return None
+    parts = _codeable_parts(tuple(comps))
+    if parts is None:
+        return None
+    codings, text = parts
+    cc: dict = {}
+    if codings:
+        cc["coding"] = list(map(dict, codings))
+    if text:
+        cc["text"] = text
+    return cc
+
+
+@lru_cache(maxsize=4096)     # the same test codes recur message after message
+def _codeable_parts(comps: tuple[str, ...]) -> tuple[tuple, str] | None:
+    """(codings as (key, value) pairs, text) of a CodeableConcept; None if empty.
+    Cached as tuples so that every caller still gets fresh dicts."""
+    comps = comps + ("",) * (9 - len(comps))
+    codings = tuple(c for c in (_coding_items(*comps[0:3]), _coding_items(*comps[3:6])) if c)
     text = comps[8] if codings else (comps[8] or comps[1] or comps[4])
     if not codings and not text:
         return None
-    cc: dict = {}
-    put(cc, "coding", codings)
-    put(cc, "text", text)
-    return cc
+    return codings, text
 
 
 def codeable_to_v2(cc: dict | None) -> list[str]:
@@ -139,16 +160,22 @@ def codeable_to_v2(cc: dict | None) -> list[str]:
 def ei_identifier(parts: list[str], kind: str) -> dict | None:
     """EI (id, namespace, universal id, type) → Identifier."""
     parts = parts + [""] * (4 - len(parts))
-    value, ns, uid = parts[0].strip(), parts[1], parts[2].strip()
+    value = parts[0].strip()
     if not value:
         return None
+    return {"system": _ei_system(kind, parts[1], parts[2]), "value": value}
+
+
+@lru_cache(maxsize=1024)     # assigning authorities recur message after message
+def _ei_system(kind: str, ns: str, uid: str) -> str:
+    """The identifier system of an EI: its universal id if that is an OID or URI,
+    else a labgate system for the namespace."""
+    uid = uid.strip()
     if uid and _OID.match(uid):
-        system = "urn:oid:" + uid
-    elif uid.startswith(("http://", "https://", "urn:")) and " " not in uid:
-        system = uid
-    else:
-        system = local(kind, ns or uid)
-    return {"system": system, "value": value}
+        return "urn:oid:" + uid
+    if uid.startswith(("http://", "https://", "urn:")) and " " not in uid:
+        return uid
+    return local(kind, ns or uid)
 
 
 def ei_to_v2(ident: dict | None) -> list[str]:
@@ -286,6 +313,7 @@ def practitioner_key(prac: dict) -> tuple:
 
 # ---------------------------------------------------------------- numbers
 
+@lru_cache(maxsize=4096)     # pure; values and reference limits recur
 def number(text: str) -> int | float | None:
     """A v2 NM as int or float; None when it is not a plain number."""
     text = text.strip()

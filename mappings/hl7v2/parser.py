@@ -12,6 +12,7 @@ caller can still answer with a negative ACK.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from ..issue import Issue
 from .escape import unescape
@@ -19,6 +20,9 @@ from .separators import Separators
 
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Whitespace other than space, tab, CR and LF: what Python's \s adds to them,
+# spelled out (a negated class like [^\S \t\r\n] is ~10x slower to search).
+ODD_SPACE = re.compile("[\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 _BAD_DELIMITER = re.compile(r"[A-Za-z0-9\s\x00-\x1f\x7f]")
 
 # MSH-18 (HL7 table 0211) → Python codec; "" is the standard's default (ASCII),
@@ -57,7 +61,7 @@ class Segment:
         self.name = name
         self.fields = fields
         self.seps = seps
-        self._split: dict[int, list[list[str]]] | None = None   # field → reps → components
+        self._split: dict[int, list[list[str]]] = {}   # field → reps → components
 
     def __repr__(self) -> str:
         return f"Segment({self.name}, {len(self.fields) - 1} fields)"
@@ -72,38 +76,58 @@ class Segment:
         raw = self.field(n)
         if not raw:
             return []
-        if self.name == "MSH" and n <= 2:
+        if n <= 2 and self.name == "MSH":
             return [raw]
         return raw.split(self.seps.repetition)
 
+    def repetition_count(self, n: int) -> int:
+        """``len(self.repetitions(n))`` without splitting the field again."""
+        if n <= 2 and self.name == "MSH":
+            return 1 if self.field(n) else 0
+        split = self._split.get(n)
+        if split is None:
+            split = self._split_field(n)
+        return len(split)
+
     def components(self, n: int, rep: int = 0) -> list[str]:
         """The raw components of repetition ``rep`` of field ``n`` (split once, then cached)."""
-        cache = self._split
-        if cache is None:
-            cache = self._split = {}
-        split = cache.get(n)
+        split = self._split.get(n)
         if split is None:
-            if self.name == "MSH" and n <= 2:
-                split = [[self.field(n)]]
-            else:
-                comp = self.seps.component
-                split = [r.split(comp) for r in self.repetitions(n)]
-            cache[n] = split
+            split = self._split_field(n)
         return split[rep] if rep < len(split) else []
+
+    def _split_field(self, n: int) -> list[list[str]]:
+        """Split field ``n`` into repetitions of components and cache the result."""
+        if n <= 2 and self.name == "MSH":
+            split = [[self.field(n)]]
+        else:
+            comp = self.seps.component
+            split = [r.split(comp) for r in self.repetitions(n)]
+        self._split[n] = split
+        return split
 
     def subcomponents(self, n: int, rep: int = 0, comp: int = 1) -> list[str]:
         """The unescaped subcomponents of one component."""
         comps = self.components(n, rep)
         if not 0 < comp <= len(comps):
             return []
-        return [unescape(s, self.seps) for s in comps[comp - 1].split(self.seps.subcomponent)]
+        seps = self.seps
+        subs = comps[comp - 1].split(seps.subcomponent)
+        if seps.escape not in comps[comp - 1]:
+            return subs
+        return [unescape(s, seps) for s in subs]
 
     def value(self, n: int, rep: int = 0, comp: int = 1, sub: int = 1) -> str:
         """One leaf value, unescaped; "" if absent."""
-        if self.name == "MSH" and n <= 2:
+        if n <= 2 and self.name == "MSH":
             return self.field(n) if rep == 0 and comp == 1 and sub == 1 else ""
-        comps = self.components(n, rep)
-        if not 0 < comp <= len(comps):
+        split = self._split.get(n)      # self.components(n, rep), inlined: the hottest path
+        if split is None:
+            split = self._split_field(n)
+        if rep >= len(split):
+            return ""
+        comps = split[rep]
+        if comp != 1 and not 0 < comp <= len(comps):    # (comps is never empty)
             return ""
         raw = comps[comp - 1]
         seps = self.seps
@@ -116,10 +140,14 @@ class Segment:
 
     def component_values(self, n: int, rep: int = 0) -> list[str]:
         """Each component's first subcomponent, unescaped (index 0 = component 1)."""
+        comps = self.components(n, rep)
         seps = self.seps
         sub, esc = seps.subcomponent, seps.escape
+        joined = "".join(comps)
+        if sub not in joined and esc not in joined:   # the common case: nothing to split or unescape
+            return list(comps)
         out = []
-        for c in self.components(n, rep):
+        for c in comps:
             if sub in c:
                 c = c.split(sub, 1)[0]
             out.append(unescape(c, seps) if esc in c else c)
@@ -129,14 +157,17 @@ class Segment:
 class Message:
     """A parsed message: its segments in order, delimiters and codec."""
 
-    __slots__ = ("segments", "encoding", "separators", "issues", "_index")
+    __slots__ = ("segments", "encoding", "separators", "issues", "odd_space", "_index")
 
     def __init__(self, segments: list[Segment], encoding: str, separators: Separators,
-                 issues: list[Issue] | None = None):
+                 issues: list[Issue] | None = None, odd_space: bool = True):
         self.segments = segments
         self.encoding = encoding
         self.separators = separators
         self.issues = issues or []   # warnings found while parsing (e.g. LF separators)
+        # The text may hold ODD_SPACE, as sent or through a hex/multibyte escape
+        # (False only when it certainly does not).
+        self.odd_space = odd_space
         self._index: dict[str, list[Segment]] | None = None
 
     def segments_named(self, name: str) -> list[Segment]:
@@ -296,7 +327,16 @@ def parse(raw: bytes, *, max_segments: int = 5000, max_repetitions: int = 1000) 
     if len(lines) > max_segments and sum(1 for ln in lines if ln.strip()) > max_segments:
         raise _fail("HL7-TOO-MANY-SEGMENTS", "", f"more than {max_segments} segments", header)
     segments = _segments(lines, seps, header, max_repetitions)
-    return Message(segments, encoding, seps, issues)
+    # ASCII text holds none as sent (_CONTROL refused \x0b, \x0c, \x1c-\x1f).
+    odd_space = ((not text.isascii() and ODD_SPACE.search(text) is not None)
+                 or _hex_escape(seps.escape).search(text) is not None)
+    return Message(segments, encoding, seps, issues, odd_space)
+
+
+@lru_cache(maxsize=16)
+def _hex_escape(escape: str) -> re.Pattern:
+    """The start of a hex (\\X) or multibyte (\\M) escape, which may hide any character."""
+    return re.compile(re.escape(escape) + "[XM]")
 
 
 def _segments(lines: list[str], seps: Separators, header: dict,

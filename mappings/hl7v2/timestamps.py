@@ -39,6 +39,7 @@ def _offset(v2_offset: str | None, parts: tuple, default_tz: str) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
+@lru_cache(maxsize=4096)     # pure, and called for every timestamp a mapping reads
 def _parts(value: str):
     m = _V2_TS.match(value.strip())
     if not m:
@@ -75,6 +76,7 @@ def to_fhir_datetime(value: str, default_tz: str = DEFAULT_TZ) -> str | None:
     return t + _offset(off, (y, mo, d, h, mi), default_tz)
 
 
+@lru_cache(maxsize=4096)
 def to_fhir_instant(value: str, default_tz: str = DEFAULT_TZ) -> str | None:
     """A v2 timestamp as a FHIR instant (needs at least minutes); None otherwise."""
     p = _parts(value)

@@ -23,16 +23,19 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from functools import lru_cache
 
 from .. import systems
 from ..issue import Issue
 from . import datatypes as dt
 from .escape import unescape
-from .parser import Message, Segment
+from .parser import ODD_SPACE, Message, Segment
 from .timestamps import DEFAULT_TZ, to_fhir_date, to_fhir_datetime, to_fhir_instant
 
 NAMESPACE = uuid.UUID("6f1c2a9e-4b7d-5e3f-9a51-0c8d2b7e4f10")
 _NS_BYTES = NAMESPACE.bytes
+# hex digit → the same digit with its top two bits set to 10 (uuid variant)
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 SUPPORTED = {("ORU", "R01"): "result", ("ORU", "R30"): "result", ("ORU", "R31"): "result",
              ("OUL", "R22"): "result", ("OML", "O21"): "order", ("ORM", "O01"): "order"}
 
@@ -66,12 +69,10 @@ def resource_uuid(control_id: str, resource_type: str, index: int) -> str:
     """The deterministic fullUrl of the index-th resource of a type in a message:
     ``uuid5(NAMESPACE, f"{control_id}/{resource_type}/{index}")``, computed inline
     because ``uuid.uuid5`` costs a third of the mapping of a small message."""
-    digest = bytearray(hashlib.sha1(_NS_BYTES + f"{control_id}/{resource_type}/{index}"
-                                    .encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NS_BYTES + f"{control_id}/{resource_type}/{index}".encode()).hexdigest()
+    # uuid5 keeps the first 16 bytes of the SHA-1, with the version nibble set
+    # to 5 and the top two bits of byte 8 to the RFC 4122 variant (10xx).
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ,
@@ -84,9 +85,10 @@ def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ,
     with the segment each entry came from ("OBX[3]"), entry by entry, so that
     findings on the bundle can be reported at v2 locations (``locations``).
     """
-    h = msg.header()
-    kind = SUPPORTED.get((h["message_code"], h["trigger"]))
+    msh = msg.segments[0]
+    kind = SUPPORTED.get((msh.value(9, comp=1), msh.value(9, comp=2)))
     if kind is None:
+        h = msg.header()
         issue = Issue("error", "HL7-UNSUPPORTED-MESSAGE-TYPE", "MSH-9",
                       f"message type {h['message_type']!r} is not supported "
                       f"({', '.join(sorted('^'.join(k) for k in SUPPORTED))})",
@@ -94,9 +96,26 @@ def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ,
         return {"resourceType": "Bundle", "type": "transaction"}, [issue]
     mapper = _Mapper(msg, default_tz, kind)
     result = mapper.run()
+    if msg.odd_space:
+        _plain_spaces(result[0])
     if sources is not None:
         sources[:] = mapper.sources
     return result
+
+
+def _plain_spaces(node) -> None:
+    """Turn odd whitespace (no-break space and the like) into plain spaces in
+    every string of ``node``, in place. FHIR's JSON string pattern
+    ``[ \\r\\n\\t\\S]+`` (ECMAScript ``\\S``) admits no other whitespace, so a
+    name typed with a no-break space would otherwise make the bundle invalid.
+    Rare, so only messages whose text may hold one are walked."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        if isinstance(value, str):
+            if ODD_SPACE.search(value):
+                node[key] = ODD_SPACE.sub(" ", value)
+        elif isinstance(value, (dict, list)):
+            _plain_spaces(value)
 
 
 class _Spec:
@@ -135,6 +154,7 @@ class _Mapper:
         self.entries: list[dict] = []
         self.counts: dict[str, int] = {}
         self.people: dict[tuple, dict] = {}
+        self.person_by_xcn: dict[tuple, dict | None] = {}   # raw XCN → people entry
         self.patient_ref: dict | None = None
         self.patient_obs: list[list] = []     # patient-level OBX: [obx, notes, None, number]
         self.sources: list[str] = []          # per entry: the segment it came from
@@ -170,13 +190,24 @@ class _Mapper:
         for seg in self.msg.segments[1:]:
             name = seg.name
             seen[name] = n = seen.get(name, 0) + 1
-            loc = f"{name}[{n}]"
             cur = groups[-1] if groups else None
-            if name == "PID":
+            if name == "OBX":
+                target = self._obx_target(cur, orc, spec_first, pid, f"OBX[{n}]")
+                if target is None:
+                    note_target = None
+                    continue
+                target.append([seg, [], None, n])
+                if cur is not None and target is cur.results and cur.specimens \
+                        and not spm_first_mode:
+                    target[-1][2] = cur.specimens[-1]
+                note_target = target[-1][1]
+            elif name == "NTE" and note_target is not None:
+                note_target.append(seg)
+            elif name == "PID":
                 if pid is None:
                     pid, note_target = seg, None
                 else:
-                    self._issue("error", "HL7-PID-REPEATED", loc,
+                    self._issue("error", "HL7-PID-REPEATED", f"PID[{n}]",
                                 "more than one patient in one message is not supported")
             elif name == "ORC" and self._orc_follows_obr(cur, orc):
                 cur.orc, note_target = seg, cur.notes     # OUL^R22: OBR, ORC?, NTE*
@@ -189,16 +220,6 @@ class _Mapper:
                 if spec_first is not None:
                     groups[-1].specimens.append(spec_first)
                 orc, note_target = None, groups[-1].notes
-            elif name == "OBX":
-                target = self._obx_target(cur, orc, spec_first, pid, loc)
-                if target is None:
-                    note_target = None
-                    continue
-                target.append([seg, [], None, n])
-                if cur is not None and target is cur.results and cur.specimens \
-                        and not spm_first_mode:
-                    target[-1][2] = cur.specimens[-1]
-                note_target = target[-1][1]
             elif name == "SPM":
                 spec = _Spec(seg, n)
                 if cur is None or spm_first_mode or orc is not None:
@@ -206,10 +227,8 @@ class _Mapper:
                 else:
                     cur.specimens.append(spec)
                 note_target = spec.notes
-            elif name == "NTE" and note_target is not None:
-                note_target.append(seg)
             else:
-                self._not_mapped(seg, loc)
+                self._not_mapped(seg, f"{name}[{n}]")
         if orc is not None:
             self._not_mapped(orc, f"ORC[{seen['ORC']}]", "an ORC without an OBR")
         return pid, groups
@@ -265,6 +284,14 @@ class _Mapper:
         return {"reference": url}
 
     def _person(self, seg: Segment, field: int, rep: int = 0) -> dict | None:
+        """A reference to the Practitioner an XCN names, added on its first mention."""
+        xcn = tuple(seg.components(field, rep))     # the same person recurs in OBX-16
+        if xcn not in self.person_by_xcn:
+            self.person_by_xcn[xcn] = self._practitioner(seg, field, rep)
+        ref = self.person_by_xcn[xcn]
+        return dict(ref) if ref is not None else None
+
+    def _practitioner(self, seg: Segment, field: int, rep: int) -> dict | None:
         prac = dt.xcn_practitioner(seg.component_values(field, rep),
                                    seg.subcomponents(field, rep, 9))
         if prac is None:
@@ -275,7 +302,7 @@ class _Mapper:
             cond = f"identifier={ident['system']}|{ident['value']}" \
                 if ident.get("system") == systems.HPR else ""
             self.people[key] = self._add(prac, cond)
-        return dict(self.people[key])
+        return self.people[key]
 
     def _datetime(self, seg: Segment, field: int, loc: str, instant: bool = False) -> str:
         raw = seg.value(field)
@@ -301,22 +328,16 @@ class _Mapper:
         self.at = "PID[1]"
         p: dict = {"resourceType": "Patient"}
         idents = []
-        for r in range(len(pid.repetitions(3))):
+        for r in range(pid.repetition_count(3)):
             comps = pid.component_values(3, r) + [""] * 5
             ident = dt.cx_identifier(comps[0], pid.subcomponents(3, r, 4), comps[4])
             if ident:
                 idents.append(ident)
         dt.put(p, "identifier", idents)
         names = []
-        for r in range(len(pid.repetitions(5))):
-            c = pid.component_values(5, r) + [""] * 7
-            name: dict = {}
-            dt.put(name, "use", NAME_USE.get(c[6].strip().upper(), ""))
-            dt.put(name, "family", c[0])
-            dt.put(name, "given", [g for g in (c[1], c[2]) if g])
-            dt.put(name, "prefix", [c[4]] if c[4] else [])
-            dt.put(name, "suffix", [c[3]] if c[3] else [])
-            if set(name) - {"use"}:
+        for r in range(pid.repetition_count(5)):
+            name = _human_name(pid.component_values(5, r))
+            if name:
                 names.append(name)
         dt.put(p, "name", names)
         raw_birth = pid.value(7)
@@ -356,7 +377,7 @@ class _Mapper:
         dr["status"] = OBR_STATUS.get(obr.value(25).strip().upper(), "unknown")
         dr["category"] = [{"coding": [{"system": dt.V2_0074,
                                        "code": dt.clean_code(obr.value(24)) or "LAB"}]}]
-        dr["code"] = self._code(obr, 4, f"OBR[{g.number}]-4")
+        dr["code"] = self._code(obr, 4, loc)
         self._subject(dr)
         dt.put(dr, "effectiveDateTime", g.collected)
         dt.put(dr, "issued", g.issued)
@@ -364,10 +385,10 @@ class _Mapper:
         dt.put(dr, "result", results)
         self._add(dr)
 
-    def _code(self, seg: Segment, field: int, loc: str) -> dict:
+    def _code(self, seg: Segment, field: int, seg_loc: str) -> dict:
         cc = dt.codeable(seg.component_values(field))
         if cc is None:
-            self._issue("warning", f"HL7-{seg.name}-{field}-MISSING", loc,
+            self._issue("warning", f"HL7-{seg.name}-{field}-MISSING", f"{seg_loc}-{field}",
                         f"{seg.name}-{field} (what was examined) is empty")
             cc = {"text": "unknown"}
         return cc
@@ -398,7 +419,8 @@ class _Mapper:
         if requester is None and orc is not None:
             requester = self._person(orc, 12)
         dt.put(sr, "requester", requester)
-        dt.put(sr, "note", self._notes(g.notes))
+        if g.notes:
+            dt.put(sr, "note", self._notes(g.notes))
         if self.kind == "order" and orc is not None:
             dt.put(sr, "authoredOn", self._datetime(orc, 9, f"ORC[{g.number}]"))
         return self._add(sr), sr
@@ -440,12 +462,13 @@ class _Mapper:
             collected = self._datetime(spm, 17, loc) or collected
             dt.put(sp, "receivedTime", self._datetime(spm, 18, loc))
         self._subject(sp)
-        dt.put(sp, "request", [dict(sr_ref)])
+        sp["request"] = [dict(sr_ref)]
         coll: dict = {}
         dt.put(coll, "collector", collector)
         dt.put(coll, "collectedDateTime", collected)
         dt.put(sp, "collection", coll)
-        dt.put(sp, "note", self._notes(ntes))
+        if ntes:
+            dt.put(sp, "note", self._notes(ntes))
         return self._add(sp)
 
     def _observation(self, obx: Segment, ntes: list[Segment], number: int,
@@ -457,50 +480,71 @@ class _Mapper:
             ob["basedOn"] = [dict(sr_ref)]
         ob["status"] = OBX_STATUS.get(obx.value(11).strip().upper(), "unknown")
         ob["category"] = [{"coding": [{"system": systems.OBS_CATEGORY, "code": "laboratory"}]}]
-        ob["code"] = self._code(obx, 3, f"{loc}-3")
+        ob["code"] = self._code(obx, 3, loc)
         self._subject(ob)
-        dt.put(ob, "effectiveDateTime",
-               self._datetime(obx, 14, loc) or (g.collected if g is not None else ""))
+        effective = self._datetime(obx, 14, loc) or (g.collected if g is not None else "")
+        if effective:
+            ob["effectiveDateTime"] = effective
         analysed = self._datetime(obx, 19, loc)
         if analysed:
             ob["extension"] = [{"url": ANALYSIS_TIME_EXT, "valueDateTime": analysed}]
         issued = to_fhir_instant(obx.value(19), self.tz) if analysed else ""
-        dt.put(ob, "issued", issued or (g.issued if g is not None else ""))
-        performers = [p for r in range(len(obx.repetitions(16))) if (p := self._person(obx, 16, r))]
-        dt.put(ob, "performer", performers)
+        issued = issued or (g.issued if g is not None else "")
+        if issued:
+            ob["issued"] = issued
+        performers = self._performers(obx)
+        if performers:
+            ob["performer"] = performers
         unit = self._unit(obx)
         self._value(ob, obx, unit, loc)
-        flags = [f for r in range(len(obx.repetitions(8))) if (f := dt.clean_code(obx.value(8, r)))]
-        dt.put(ob, "interpretation", [
-            {"coding": [{"system": systems.V3_INTERPRETATION if f in V3_FLAGS else dt.V2_0078,
-                         "code": f}]} for f in flags])
-        dt.put(ob, "note", self._notes(ntes))
+        interpretation = self._interpretation(obx)
+        if interpretation:
+            ob["interpretation"] = interpretation
+        if ntes:
+            dt.put(ob, "note", self._notes(ntes))
         dt.put(ob, "method", dt.codeable(obx.component_values(17)))
         device = dt.ei_identifier(obx.component_values(18), "device")
-        dt.put(ob, "device", {"identifier": device} if device else None)
-        dt.put(ob, "specimen", dict(spec) if spec else None)
+        if device:
+            ob["device"] = {"identifier": device}
+        if spec:
+            ob["specimen"] = dict(spec)
         rng = self._range(obx.value(7), unit)
-        dt.put(ob, "referenceRange", [rng] if rng else [])
+        if rng:
+            ob["referenceRange"] = [rng]
         return self._add(ob)
+
+    def _performers(self, obx: Segment) -> list[dict]:
+        """OBX-16, each person once per mention."""
+        performers = []
+        for r in range(obx.repetition_count(16)):
+            person = self._person(obx, 16, r)
+            if person:
+                performers.append(person)
+        return performers
+
+    @staticmethod
+    def _interpretation(obx: Segment) -> list[dict]:
+        """OBX-8 abnormal flags, as v3 ObservationInterpretation where the code is one."""
+        out = []
+        for r in range(obx.repetition_count(8)):
+            flag = dt.clean_code(obx.value(8, r))
+            if flag:
+                system = systems.V3_INTERPRETATION if flag in V3_FLAGS else dt.V2_0078
+                out.append({"coding": [{"system": system, "code": flag}]})
+        return out
 
     # ------------------------------------------------------------ values
 
     @staticmethod
     def _unit(obx: Segment) -> dict:
         c = obx.component_values(6) + ["", "", ""]
-        code, text, system_name = dt.clean_code(c[0]), c[1] or c[0], c[2].strip()
-        unit: dict = {}
-        dt.put(unit, "unit", text)
-        if code:
-            unit["system"] = systems.UCUM if system_name in ("", "UCUM") \
-                else dt.code_system(system_name)
-            unit["code"] = code
-        return unit
+        return dict(_unit_items(c[0], c[1], c[2]))
 
     @staticmethod
     def _quantity(value, unit: dict, comparator: str = "") -> dict:
         q: dict = {"value": value}
-        dt.put(q, "comparator", comparator)
+        if comparator:
+            q["comparator"] = comparator
         q.update(unit)
         return q
 
@@ -514,7 +558,7 @@ class _Mapper:
             dt.put(ob, "valueString", text if text.strip() else "")
             return
         first = reps[0]
-        if len([r for r in reps if r]) > 1:   # FHIR has one value[x]; the rest must show
+        if len(reps) > 1 and len([r for r in reps if r]) > 1:   # FHIR has one value[x]
             self._issue("warning", "HL7-OBX-5-REPEATED", f"{loc}-5",
                         f"OBX-5 of type {vtype or '?'} repeats; only the first value is mapped")
         if vtype == "NM":
@@ -575,12 +619,57 @@ class _Mapper:
     def _range(self, text: str, unit: dict) -> dict | None:
         if not text.strip():
             return None
-        m = _RANGE.match(text)
-        if m:
-            low, high = dt.number(m.group(1)), dt.number(m.group(2))
-            if low is not None and high is not None:
-                return {"low": self._quantity(low, unit), "high": self._quantity(high, unit)}
+        limits = _range_limits(text)
+        if limits is not None:
+            low, high = limits
+            return {"low": self._quantity(low, unit), "high": self._quantity(high, unit)}
         return {"text": text}
+
+
+@lru_cache(maxsize=1024)     # units recur message after message
+def _unit_items(code: str, text: str, system_name: str) -> tuple:
+    """OBX-6 as the unit, system and code of a Quantity, in (key, value) pairs."""
+    text = text or code
+    code, system_name = dt.clean_code(code), system_name.strip()
+    items = []
+    if text:
+        items.append(("unit", text))
+    if code:
+        system = systems.UCUM if system_name in ("", "UCUM") else dt.code_system(system_name)
+        items.append(("system", system))
+        items.append(("code", code))
+    return tuple(items)
+
+
+@lru_cache(maxsize=4096)     # pure; the same reference ranges recur
+def _range_limits(text: str) -> tuple[int | float, int | float] | None:
+    """(low, high) of an OBX-7 "low-high" range; None when it is not one."""
+    m = _RANGE.match(text)
+    if m:
+        low, high = dt.number(m.group(1)), dt.number(m.group(2))
+        if low is not None and high is not None:
+            return low, high
+    return None
+
+
+def _human_name(xpn: list[str]) -> dict | None:
+    """XPN components (unescaped) → HumanName; None when it names no one."""
+    family, given1, given2, suffix, prefix, _, use = (xpn + [""] * 7)[:7]
+    if not (family or given1 or given2 or suffix or prefix):
+        return None
+    name: dict = {}
+    use = NAME_USE.get(use.strip().upper(), "")
+    if use:
+        name["use"] = use
+    if family:
+        name["family"] = family
+    if given1 or given2:
+        name["given"] = [g for g in (given1, given2) if g]
+    if prefix:
+        name["prefix"] = [prefix]
+    if suffix:
+        name["suffix"] = [suffix]
+    return name
 
 
 def _version_at_least(version: str, floor: tuple[int, int]) -> bool:

@@ -407,3 +407,21 @@ def test_nnnor_numbers_are_classified_by_their_offsets(number, system):
     if system == systems.HNR:                     # a local number: no-basis wants type and assigner
         assert ident["type"]["coding"][0]["code"] == "HNR"
         assert ident["assigner"] == {"display": "LEGEKONTOR"}
+
+
+@pytest.mark.parametrize("family, expected", [
+    ("\xa0", " "),                      # found by the hostile-content property test
+    ("Kari\u2003Hansen", "Kari Hansen"),
+    ("Kari\\XC2A0\\Hansen", "Kari Hansen"),   # a no-break space through a hex escape
+])
+def test_odd_whitespace_becomes_plain_spaces_so_the_bundle_stays_valid_fhir(family, expected):
+    raw = ("MSH|^~\\&|A|B|C|D|20250314093200||ORU^R01^ORU_R01|NB-1|P|2.5.1|||||UNICODE UTF-8\r"
+           f"PID|1||13116900216^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR||{family}^Line\r"
+           "OBR|1|||X^x^L|||20250314092500\r"
+           "OBX|1|ST|Y^y^L||a\u00a0b||||||F\r").encode()
+    bundle, _ = to_bundle(parse(raw))
+    Bundle.model_validate(bundle)
+    [patient] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert patient["name"][0]["family"] == expected
+    [obs] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert obs["valueString"] == "a b"
