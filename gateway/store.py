@@ -100,12 +100,11 @@ WITH results AS (
     INSERT INTO validation_result (patient_key, code, observed_at, value, unit, message_id)
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[],
                          $6::bigint[])
-), orders AS (
-    INSERT INTO validation_order (patient_key, code, ordered_at, message_id)
-    SELECT * FROM unnest($7::text[], $8::text[], $9::timestamptz[], $10::bigint[])
 )
-SELECT validation_index_messages($11::bigint[])
+INSERT INTO validation_order (patient_key, code, ordered_at, message_id)
+SELECT * FROM unnest($7::text[], $8::text[], $9::timestamptz[], $10::bigint[])
 """
+_INDEX_FROM_BUNDLES = "SELECT validation_index_messages($1::bigint[])"
 
 _INSERT_OUTBOX = """
 INSERT INTO outbox (message_id, destination, state, kind)
@@ -210,9 +209,11 @@ def _add_outbox_rows(outbox: tuple[list, ...], message_id: int, rec: MessageReco
 async def _write_history_and_outbox(conn, records, rows, outbox: tuple[list, ...]) -> None:
     """History rows and outbox rows of stored records; wakes the delivery
     loops of destinations that got pending rows (delivered at commit)."""
-    history = _history_columns(records, rows)
-    if history is not None:
-        await conn.execute(_INSERT_HISTORY, *history)
+    rows_given, by_database = _history_columns(records, rows)
+    if rows_given is not None:
+        await conn.execute(_INSERT_HISTORY, *rows_given)
+    if by_database:
+        await conn.execute(_INDEX_FROM_BUNDLES, by_database)
     if not outbox[0]:
         return
     await conn.execute(_INSERT_OUTBOX, *outbox)
@@ -239,9 +240,10 @@ async def store_reevaluation(conn, message_id: int, record: MessageRecord) -> No
     await _write_history_and_outbox(conn, [record], [{"inserted": True, "id": message_id}], outbox)
 
 
-def _history_columns(records: list[MessageRecord], rows) -> list[list] | None:
-    """Arguments of _INSERT_HISTORY for the stored originals that enter the
-    history (accepted or unrouted, with a bundle): None when there are none."""
+def _history_columns(records: list[MessageRecord], rows) -> tuple[list[list] | None, list[int]]:
+    """For the stored originals that enter the history (accepted or unrouted,
+    with a bundle): the arguments of _INSERT_HISTORY (None when no record
+    brought rows) and the ids of those the database must index itself."""
     res: tuple[list, ...] = ([], [], [], [], [], [])
     orders: tuple[list, ...] = ([], [], [], [])
     by_database: list[int] = []
@@ -259,9 +261,7 @@ def _history_columns(records: list[MessageRecord], rows) -> list[list] | None:
         for code, at in h.orders:
             for col, v in zip(orders, (h.patient_key, code, at, row["id"])):
                 col.append(v)
-    if not (res[0] or orders[0] or by_database):
-        return None
-    return [*res, *orders, by_database]
+    return ([*res, *orders] if res[0] or orders[0] else None), by_database
 
 
 class StoreUnavailable(Exception):
