@@ -233,7 +233,7 @@ class _Writer:
             str(number), placer_v2, filler_v2, _cwe(code), "", "",
             _v2_time(effective), "", "", self.encode_person(collector), "", "", "", "", "",
             self.encode_person(self.person(sr.get("requester"))), "", "", "", "", "",
-            _v2_time(dr.get("issued", "")), "", category, DR_STATUS.get(dr.get("status", ""), "")]))
+            _v2_time(dr.get("issued", "")), "", w.component([category]), DR_STATUS.get(dr.get("status", ""), "")]))
         segs += self.notes(sr)
         first = specs[0] if specs else None
         obx_no = 0
@@ -372,5 +372,5 @@ def _value(o: dict) -> tuple[str, str, dict | None]:
     if "valueDateTime" in o:
         return "TS", _v2_time(o["valueDateTime"]), None
     if "valueTime" in o:
-        return "TM", o["valueTime"].replace(":", "")[:6], None
+        return "TM", w.component([o["valueTime"].replace(":", "")[:6]]), None
     return "", "", None

@@ -143,3 +143,27 @@ def test_msh_time_matches_v2_now(ts, tz):
 @pytest.mark.parametrize("ts", ["2025-03-14", None, date(2025, 3, 14), 5])
 def test_msh_time_fails_like_v2_now(ts):
     assert _outcome(w.msh_time, ts) == _outcome(v2_now, ts)
+
+
+def test_obr24_category_and_obx5_time_are_escaped():
+    """Both were written as given: a delimiter in a FHIR code broke the segment."""
+    from datetime import datetime, timezone
+
+    from mappings.hl7v2.from_fhir import bundle_to_oru_r01
+    from mappings.hl7v2.parser import parse
+    pat = {"reference": "urn:uuid:p"}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [
+            {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "13116900216"}]}},
+        {"fullUrl": "urn:uuid:r", "resource": {
+            "resourceType": "DiagnosticReport", "status": "final", "subject": pat,
+            "code": {"coding": [{"system": "urn:labgate:local", "code": "X"}]},
+            "category": [{"coding": [{"code": "LAB|^~&"}]}], "result": [{"reference": "urn:uuid:o"}]}},
+        {"fullUrl": "urn:uuid:o", "resource": {
+            "resourceType": "Observation", "status": "final", "subject": pat,
+            "code": {"coding": [{"system": "urn:labgate:local", "code": "T"}]},
+            "valueTime": "10:|5:00"}}]}
+    msg = parse(bundle_to_oru_r01(bundle, control_id="C",
+                                  timestamp=datetime(2025, 3, 14, tzinfo=timezone.utc)))
+    assert msg.get("OBR", 24) == "LAB|^~&"
+    assert msg.get("OBX", 5) == "10|500"
