@@ -45,9 +45,16 @@ CONFIG = {
 }
 
 
-def _validator() -> Validator:
+def _validator():
+    """check() + remember(), as the pipeline runs them for a stored message."""
     config = parse_config(CONFIG)
-    return Validator(config, load_rule_tables(config))
+    validator = Validator(config, load_rule_tables(config))
+
+    def validate(bundle: dict, source: str) -> list:
+        checked = validator.check(bundle, source)
+        validator.remember(checked.history)
+        return checked.issues
+    return validate
 
 
 def _outbound(bundle: dict) -> bytes:

@@ -151,7 +151,7 @@ class Hl7Pipeline:
                         else [], received, msg.encoding)
         record = self._record(raw, sha, source, peer, protocol, header, bundle, issues,
                               status, ack, received, dests)
-        record.history = history if status != "rejected" else None
+        record.history = history   # None when rejected: check() gives rows only then
         if mode.wants_app_ack(code):
             record.app_ack_to = mode.ack_destination
         return record, ack, mode

@@ -170,7 +170,8 @@ class MessageWriter:
                     dup_idx.append(i)
             if dup_idx:
                 await self._resolve_duplicates(conn, records, dup_idx, results)
-            await _write_history_and_outbox(conn, records, rows, outbox)
+            stored = [(rec, row["id"]) for rec, row in zip(records, rows) if row["inserted"]]
+            await _write_history_and_outbox(conn, stored, outbox)
             return results  # type: ignore[return-value]
 
     async def _resolve_duplicates(self, conn, records, dup_idx, results) -> None:
@@ -206,10 +207,11 @@ def _add_outbox_rows(outbox: tuple[list, ...], message_id: int, rec: MessageReco
             col.append(v)
 
 
-async def _write_history_and_outbox(conn, records, rows, outbox: tuple[list, ...]) -> None:
-    """History rows and outbox rows of stored records; wakes the delivery
-    loops of destinations that got pending rows (delivered at commit)."""
-    rows_given, by_database = _history_columns(records, rows)
+async def _write_history_and_outbox(conn, stored: list[tuple[MessageRecord, int]],
+                                    outbox: tuple[list, ...]) -> None:
+    """History rows of the stored (record, message id) pairs, and the outbox
+    rows; wakes the delivery loops of destinations that got pending rows."""
+    rows_given, by_database = _history_columns(stored)
     if rows_given is not None:
         await conn.execute(_INSERT_HISTORY, *rows_given)
     if by_database:
@@ -237,29 +239,28 @@ async def store_reevaluation(conn, message_id: int, record: MessageRecord) -> No
                        record.status, record.ack)
     outbox: tuple[list, ...] = ([], [], [], [])
     _add_outbox_rows(outbox, message_id, record)
-    await _write_history_and_outbox(conn, [record], [{"inserted": True, "id": message_id}], outbox)
+    await _write_history_and_outbox(conn, [(record, message_id)], outbox)
 
 
-def _history_columns(records: list[MessageRecord], rows) -> tuple[list[list] | None, list[int]]:
+def _history_columns(stored: list[tuple[MessageRecord, int]]) -> tuple[list[list] | None, list[int]]:
     """For the stored originals that enter the history (accepted or unrouted,
     with a bundle): the arguments of _INSERT_HISTORY (None when no record
     brought rows) and the ids of those the database must index itself."""
     res: tuple[list, ...] = ([], [], [], [], [], [])
     orders: tuple[list, ...] = ([], [], [], [])
     by_database: list[int] = []
-    for rec, row in zip(records, rows):
-        if not row["inserted"] or rec.status == "rejected" or rec.bundle_json is None \
-                or rec.duplicate_of is not None:
+    for rec, message_id in stored:
+        if rec.status == "rejected" or rec.bundle_json is None or rec.duplicate_of is not None:
             continue
         h = rec.history
         if h is None:
-            by_database.append(row["id"])
+            by_database.append(message_id)
             continue
         for code, at, value, unit in h.results:
-            for col, v in zip(res, (h.patient_key, code, at, value, unit, row["id"])):
+            for col, v in zip(res, (h.patient_key, code, at, value, unit, message_id)):
                 col.append(v)
         for code, at in h.orders:
-            for col, v in zip(orders, (h.patient_key, code, at, row["id"])):
+            for col, v in zip(orders, (h.patient_key, code, at, message_id)):
                 col.append(v)
     return ([*res, *orders] if res[0] or orders[0] else None), by_database
 

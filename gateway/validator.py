@@ -63,7 +63,8 @@ class Checked:
 
 
 class Validator:
-    """Callable ``(bundle, source) -> issues`` used by the pipelines.
+    """Judges bundles (:meth:`check`) and keeps the history of stored ones
+    (:meth:`remember`) for every intake path.
 
     ``qc_state`` and ``operator_certified`` are lookups set by the instrument
     side (see gateway.validation.context); None skips their rules.
@@ -116,15 +117,6 @@ class Validator:
                 self.results.add(history.patient_key, code, PreviousResult(at, value, unit))
         for code, at in history.orders:
             self.orders.add(history.patient_key, code, at)
-
-    def __call__(self, bundle: dict, source: str, *, qc_state=None,
-                 operator_certified=None) -> list[Issue]:
-        """check() and remember() at once: for callers that do not store
-        history rows with the message (the database then derives them)."""
-        checked = self.check(bundle, source, qc_state=qc_state,
-                             operator_certified=operator_certified)
-        self.remember(checked.history)
-        return checked.issues
 
     async def prefetch(self, pool) -> int:
         """Load the history still inside the configured windows; returns rows read."""

@@ -308,7 +308,7 @@ class InstrumentPipeline:
             bundle_json=orjson.dumps(bundle).decode() if bundle is not None else None,
             verdict_json=orjson.dumps([i.to_dict() for i in issues]).decode(),
             status=status, ack=_answer(status, issues), received_at=received, destinations=dests,
-            history=history if status != "rejected" else None)
+            history=history)
         try:
             result = await self._writer.write(record)
         except StoreUnavailable:    # no acknowledgement: the analyser resends

@@ -7,8 +7,9 @@ should not fails the case as surely as one that stays silent.
 
 FHIR cases (orders, and results with specimen temperature/condition or
 reagent-lot details the HL7 v2 mapping does not carry) go through the same
-gateway's validator (``gw.validator(bundle, source)``), the object every
-intake path calls: the FHIR order endpoint was not available when this set
+gateway's validator (``gw.validator.check(bundle, source)``), the object every
+intake path calls, and an accepted one is remembered as the FHIR endpoints do
+after storing it: the FHIR order endpoint was not available when this set
 was written. Their verdict is the issue list.
 """
 from __future__ import annotations
@@ -65,7 +66,9 @@ def _run_fhir(gw, no: int, case: dict, msg: dict) -> tuple[str, set[str]]:
     kind = case["kind"]
     bundle = (fhir_order if kind == "fhir-order" else fhir_result)(no, msg, utcnow())
     source = case.get("source", "ehr" if kind == "fhir-order" else "poc")
-    issues = gw.validator(bundle, source)
+    checked = gw.validator.check(bundle, source)
+    gw.validator.remember(checked.history)      # stored: the endpoints remember after commit
+    issues = checked.issues
     return ("rejected" if rejects(issues) else "accepted"), {i.code for i in issues}
 
 

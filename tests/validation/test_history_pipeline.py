@@ -104,7 +104,7 @@ async def test_stored_orders_are_indexed_and_prefetched(db_url, tmp_path, gatewa
         await first.stop()
     assert [(r["code"], r["ordered_at"]) for r in rows] == [("NPU19748", earlier)]
     gw = await gateway_factory(base_config())
-    issues = gw.validator(_order_bundle(datetime.now(timezone.utc)), "ehr")
+    issues = gw.validator.check(_order_bundle(datetime.now(timezone.utc)), "ehr").issues
     assert [(i.code, i.severity) for i in issues] == [("ORDER-DUPLICATE", "warning")]
 
 
