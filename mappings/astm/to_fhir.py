@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from mappings import systems
+from mappings.fhir_strings import plain_spaces
 from mappings.hl7v2.timestamps import to_fhir_date, to_fhir_datetime, to_fhir_instant
 from mappings.identifiers import (DNR, FHNR, FNR, HNR, classify_person_number,
                                   person_check_digits)
@@ -153,6 +154,7 @@ def astm_to_bundle(msg, *, code_map: dict[str, dict], device_id: str | None = No
         bundle["timestamp"] = created
     if ctx.entries:
         bundle["entry"] = ctx.entries
+    plain_spaces(bundle)
     return bundle, ctx.issues, ctx.qc
 
 

@@ -14,15 +14,13 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from ..fhir_strings import ODD_SPACE
 from ..issue import Issue
 from .escape import unescape
 from .separators import Separators
 
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# Whitespace other than space, tab, CR and LF: what Python's \s adds to them,
-# spelled out (a negated class like [^\S \t\r\n] is ~10x slower to search).
-ODD_SPACE = re.compile("[\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 _BAD_DELIMITER = re.compile(r"[A-Za-z0-9\s\x00-\x1f\x7f]")
 
 # MSH-18 (HL7 table 0211) → Python codec; "" is the standard's default (ASCII),

@@ -26,10 +26,11 @@ import uuid
 from functools import lru_cache
 
 from .. import systems
+from ..fhir_strings import plain_spaces
 from ..issue import Issue
 from . import datatypes as dt
 from .escape import unescape
-from .parser import ODD_SPACE, Message, Segment
+from .parser import Message, Segment
 from .timestamps import DEFAULT_TZ, to_fhir_date, to_fhir_datetime, to_fhir_instant
 
 NAMESPACE = uuid.UUID("6f1c2a9e-4b7d-5e3f-9a51-0c8d2b7e4f10")
@@ -96,26 +97,11 @@ def to_bundle(msg: Message, *, default_tz: str = DEFAULT_TZ,
         return {"resourceType": "Bundle", "type": "transaction"}, [issue]
     mapper = _Mapper(msg, default_tz, kind)
     result = mapper.run()
-    if msg.odd_space:
-        _plain_spaces(result[0])
+    if msg.odd_space:   # rare: walk the bundle only when the text may hold one
+        plain_spaces(result[0])
     if sources is not None:
         sources[:] = mapper.sources
     return result
-
-
-def _plain_spaces(node) -> None:
-    """Turn odd whitespace (no-break space and the like) into plain spaces in
-    every string of ``node``, in place. FHIR's JSON string pattern
-    ``[ \\r\\n\\t\\S]+`` (ECMAScript ``\\S``) admits no other whitespace, so a
-    name typed with a no-break space would otherwise make the bundle invalid.
-    Rare, so only messages whose text may hold one are walked."""
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for key, value in items:
-        if isinstance(value, str):
-            if ODD_SPACE.search(value):
-                node[key] = ODD_SPACE.sub(" ", value)
-        elif isinstance(value, (dict, list)):
-            _plain_spaces(value)
 
 
 class _Spec:

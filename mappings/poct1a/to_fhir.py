@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
 from mappings import systems
+from mappings.fhir_strings import plain_spaces
 from mappings.identifiers import DNR, FHNR, FNR, classify_person_number, person_check_digits
 from mappings.issue import Issue
 
@@ -131,6 +132,7 @@ def poct_to_bundle(msg, *, code_map: dict[str, dict], device_id: str | None = No
             _qc_service(ctx, svc, i, role)
     created = ctx.time(source.value(hdr, "HDR.creation_dttm"), "HDR.creation_dttm")
     bundle = _bundle(ctx.entries, control_id or None, ctx.device_key, created)
+    plain_spaces(bundle)
     return bundle, ctx.issues, ctx.qc
 
 

@@ -299,3 +299,10 @@ def test_every_corpus_message_maps_to_a_valid_bundle(corpus):
         for msg in parse_messages(path.read_bytes()):
             bundle, issues, qc = astm_to_bundle(msg, code_map={})
             Bundle.model_validate(bundle)
+
+
+def test_odd_whitespace_becomes_a_plain_space_so_the_bundle_stays_valid_fhir(code_map):
+    data = records("E5").replace(b"|Danser^", "|Dan\u00a0ser^".encode("latin-1"))
+    bundle, _, _ = mapped(data, code_map)          # mapped() validates the bundle
+    (patient,) = resources(bundle, "Patient")
+    assert patient["name"][0]["family"] == "Dan ser"

@@ -225,3 +225,13 @@ def test_code_map_unit_aliases_are_honoured(domain_examples, unit):
     assert not rejects(issues), [i.code for i in issues]
     obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
     assert obs["code"]["coding"][0]["code"] == "NPU01685"
+
+
+def test_odd_whitespace_becomes_a_plain_space_so_the_bundle_stays_valid_fhir(code_map):
+    data = ('<OBS.R01><HDR><HDR.control_id V="1"/></HDR><SVC><SVC.role_cd V="OBS"/>'
+            '<SVC.observation_dttm V="2025-03-14T09:30:55+01:00"/><PT><PT.patient_id V="13116900216"/>'
+            '<OBS><OBS.observation_id V="CRP"/><OBS.qualitative_value V="Posi\u00a0tive"/></OBS>'
+            '</PT></SVC></OBS.R01>').encode()
+    bundle, issues, _ = poct_to_bundle(data, code_map=code_map, device_id="D")
+    Bundle.model_validate(bundle)
+    assert resources(bundle, "Observation")[0]["valueString"] == "Posi tive"
