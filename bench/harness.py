@@ -245,6 +245,20 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL process on the machine (the
+    embedded server runs as its own user, pgserver, when started by root)."""
+    total = 0.0
+    for p in psutil.process_iter(["name", "username"]):
+        if p.info["name"] == "postgres" or p.info["username"] == "pgserver":
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    return total
+
+
 def peak_rss_mb(p: psutil.Process) -> float:
     """High-water resident set size (VmHWM) of one process, in MB."""
     for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():

@@ -19,51 +19,34 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support import MllpReceiver, base_config, mllp_exchange  # noqa: E402
 
+from bench import harness  # noqa: E402
 from bench.messages import oru_r01  # noqa: E402  (the 11-segment benchmark message)
 
 from gateway.app import Gateway  # noqa: E402
 from gateway.config import parse  # noqa: E402
-from gateway.embedded_pg import EmbeddedPostgres  # noqa: E402
 
 
-def _pg_cpu() -> float:
-    total = 0.0
-    for p in psutil.process_iter(["username"]):
-        if p.info["username"] == "pgserver":
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-    return total
-
-
-async def _run(base_url: str, n: int, push: bool, home: Path) -> tuple[float, float, float]:
-    name = "pa_" + uuid.uuid4().hex[:8]
-    admin = await asyncpg.connect(base_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+async def _run(pg: harness.Postgres, n: int, push: bool, home: Path) -> tuple[float, float, float]:
+    db_url = await pg.create_database("pa_" + uuid.uuid4().hex[:8])
     sink = await MllpReceiver().start() if push else None
     cfg = base_config(dest_port=sink.port if sink else None, pull=True)
     cfg["destinations"] = [dict(d, max_attempts=5) for d in cfg["destinations"]]
-    gw = Gateway(parse(cfg), db_url=base_url.replace("/postgres?", f"/{name}?"), home_dir=home)
+    gw = Gateway(parse(cfg), db_url=db_url, home_dir=home)
     await gw.start()
     port = gw.listeners["mllp-in"].port
     per = n // 32
-    cpu0, t0 = _pg_cpu(), time.perf_counter()
+    cpu0, t0 = harness.postgres_cpu_seconds(), time.perf_counter()
     await asyncio.gather(*[mllp_exchange("127.0.0.1", port, [oru_r01(f"PA-{c}-{i}", c * per + i) for i in range(per)], timeout=60)
                            for c in range(32)])
     if sink:
         await sink.wait_for(per * 32, timeout=300)
     wall = time.perf_counter() - t0
     await asyncio.sleep(0.5)
-    cpu = _pg_cpu() - cpu0
+    cpu = harness.postgres_cpu_seconds() - cpu0
     await gw.stop()
     if sink:
         await sink.stop()
@@ -72,11 +55,11 @@ async def _run(base_url: str, n: int, push: bool, home: Path) -> tuple[float, fl
 
 async def main(n: int) -> None:
     home = Path(tempfile.mkdtemp())
-    pg = EmbeddedPostgres(home / "pgdata")
-    url = pg.start()
+    pg = harness.Postgres(home / "pgdata")
+    pg.start()
     try:
         for push in (False, True, False, True):
-            rate, cpu, wall = await _run(url, n, push, home)
+            rate, cpu, wall = await _run(pg, n, push, home)
             label = "intake + pull + MLLP delivery" if push else "intake + pull (no push)"
             print(f"{label:34s} {rate:7.1f} msg/s end to end   PostgreSQL {cpu:5.2f} CPU s per 1,000")
     finally:
