@@ -109,6 +109,26 @@ def oru_r01(control_id: str, *, fnr: str = "13116900216", value: str = "27",
     return ("\r".join(segs) + "\r").encode()
 
 
+def potassium_oru(ctrl: str, value: str, collected_min: float, *, unit: str = "mmol/L",
+                  operator: str = "OP017", fnr: str = "13116900216") -> bytes:
+    """An ORU^R01 with one P-Kalium (NPU03230, an analysis with delta limits),
+    collected ``collected_min`` minutes from now and analysed 10 minutes later."""
+    from datetime import datetime, timedelta, timezone
+
+    def ts(minutes: float) -> str:
+        return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).strftime("%Y%m%d%H%M%S+0000")
+    col, ana = ts(collected_min), ts(collected_min + 10)
+    segs = [
+        f"MSH|^~\\&|POCDM|LEGEVAKT|LABGW|KOMMUNE|{ts(0)}||ORU^R01^ORU_R01|{ctrl}|P|2.5.1",
+        f"PID|1||{fnr}^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR||Danser^Line||19691113|F",
+        f"OBR|1|ORD-{ctrl}^EPJ|POC-{ctrl}^POCDM|K^Kalium^L|||{col}||||||||||||||{ana}|||F",
+        f"OBX|1|NM|NPU03230^P-Kalium^NLK||{value}|{unit}^{unit}^UCUM|||||F|||{col}||{operator}"
+        f"||AF2-1|{ana}",
+        f"SPM|1|S{ctrl}||SER^Serum^HL70487|||||||||||||{col}",
+    ]
+    return ("\r".join(segs) + "\r").encode()
+
+
 def base_config(*, dest_port: int | None = None, ack_timeout: float = 2.0, max_attempts: int = 3,
                 pull: bool = True) -> dict:
     cfg = {

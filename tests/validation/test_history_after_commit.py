@@ -14,7 +14,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from support import base_config, field, mllp_exchange, segments
+from support import base_config, field, mllp_exchange, potassium_oru, segments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fhir"))
 from fhirkit import CRP, Client, iso, order_config, patient, service_request, transaction  # noqa: E402
@@ -22,25 +22,8 @@ from fhirkit import CRP, Client, iso, order_config, patient, service_request, tr
 FNR = "13116900216"
 
 
-def _ts(minutes: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).strftime("%Y%m%d%H%M%S+0000")
-
-
 def _potassium(ctrl: str, value: str, collected_min: float, unit: str = "mmol/L") -> bytes:
-    col, ana = _ts(collected_min), _ts(collected_min + 10)
-    segs = [
-        f"MSH|^~\\&|POCDM|LEGEVAKT|LABGW|KOMMUNE|{_ts(0)}||ORU^R01^ORU_R01|{ctrl}|P|2.5.1",
-        f"PID|1||{FNR}^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR||Danser^Line||19691113|F",
-        f"OBR|1|ORD-{ctrl}^EPJ|POC-{ctrl}^POCDM|K^Kalium^L|||{col}||||||||||||||{ana}|||F",
-        f"OBX|1|NM|NPU03230^P-Kalium^NLK||{value}|{unit}^{unit}^UCUM|||||F|||{col}||OP017||AF2-1|{ana}",
-        f"SPM|1|S{ctrl}||SER^Serum^HL70487|||||||||||||{col}",
-    ]
-    return ("\r".join(segs) + "\r").encode()
-
-
-def _errs(ack: bytes) -> list[str]:
-    return [s.split("|")[3].split("^")[0] or s.split("|")[5].split("^")[0]
-            for s in segments(ack, "ERR")]
+    return potassium_oru(ctrl, value, collected_min, unit=unit, fnr=FNR)
 
 
 async def _send(gw, msg: bytes) -> bytes:

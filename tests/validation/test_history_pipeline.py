@@ -8,7 +8,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
-from support import REPO_ROOT, base_config, field, mllp_exchange, segments, to_toml
+from support import REPO_ROOT, base_config, field, mllp_exchange, potassium_oru, segments, to_toml
 
 from gateway.app import Gateway
 from gateway.config import parse
@@ -17,20 +17,8 @@ from mappings import systems
 FNR = "13116900216"
 
 
-def _ts(minutes: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).strftime("%Y%m%d%H%M%S+0000")
-
-
 def _potassium(ctrl: str, value: str, collected_min: float, operator: str = "OP017") -> bytes:
-    col, ana = _ts(collected_min), _ts(collected_min + 10)
-    segs = [
-        f"MSH|^~\\&|POCDM|LEGEVAKT|LABGW|KOMMUNE|{_ts(0)}||ORU^R01^ORU_R01|{ctrl}|P|2.5.1",
-        f"PID|1||{FNR}^^^FREG&2.16.578.1.12.4.1.4.1&ISO^NNNOR||Danser^Line||19691113|F",
-        f"OBR|1|ORD-{ctrl}^EPJ|POC-{ctrl}^POCDM|K^Kalium^L|||{col}||||||||||||||{ana}|||F",
-        f"OBX|1|NM|NPU03230^P-Kalium^NLK||{value}|mmol/L^mmol/L^UCUM|||||F|||{col}||{operator}||AF2-1|{ana}",
-        f"SPM|1|S{ctrl}||SER^Serum^HL70487|||||||||||||{col}",
-    ]
-    return ("\r".join(segs) + "\r").encode()
+    return potassium_oru(ctrl, value, collected_min, operator=operator, fnr=FNR)
 
 
 async def _send(gw, msg: bytes) -> bytes:
