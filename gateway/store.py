@@ -4,7 +4,8 @@ Every message (accepted or rejected) is written with its outbox rows in ONE
 transaction before its sender is acknowledged. Messages arriving on many
 connections at about the same time share that transaction: a few writer tasks
 take whatever is waiting in the queue (up to ``max_batch``) and commit it with
-a handful of set-based statements, then wake every waiting sender. Nothing is
+one statement (labgate_store_messages, migration 0013: one round trip, its own
+transaction), then wake every waiting sender. Nothing is
 delayed on purpose; batches grow by themselves while a commit is in flight.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from . import logging as log_setup
 
 log = log_setup.get("labgate.store")
 
-NOTIFY_CHANNEL = "labgate_outbox"
+NOTIFY_CHANNEL = "labgate_outbox"   # also named in migration 0013
 
 
 @dataclass(slots=True)
@@ -61,55 +62,12 @@ class WriteResult:
     stored_ack: bytes | None = None  # for a duplicate: the acknowledgement sent the first time
 
 
-_INSERT_MESSAGES = """
-WITH input AS (
-    SELECT nextval(pg_get_serial_sequence('message', 'id')) AS id, t.*
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
-                $7::bytea[], $8::text[], $9::text[], $10::text[], $11::bytea[],
-                $12::timestamptz[], $13::bigint[])
-         WITH ORDINALITY AS t(source, protocol, peer, message_type, control_id, sha,
-                              raw, bundle, verdict, status, ack, received_at, duplicate_of, ord)
-), ins AS (
-    INSERT INTO message (id, source, protocol, peer, message_type, control_id, content_sha256,
-                         raw, bundle, verdict, status, ack, received_at, duplicate_of)
-    OVERRIDING SYSTEM VALUE
-    SELECT id, source, protocol, peer, message_type, control_id, sha, raw, bundle::jsonb,
-           verdict::jsonb, status, ack, received_at, duplicate_of
-    FROM input ORDER BY ord
-    ON CONFLICT (source, control_id) WHERE duplicate_of IS NULL DO NOTHING
-    RETURNING id
-)
-SELECT input.id, (ins.id IS NOT NULL) AS inserted
-FROM input LEFT JOIN ins ON ins.id = input.id
-ORDER BY input.ord
-"""
-
-_FIND_ORIGINALS = """
-SELECT m.id, m.source, m.control_id, m.content_sha256, m.ack
-FROM message m
-JOIN unnest($1::text[], $2::text[]) AS k(source, control_id)
-  ON m.source = k.source AND m.control_id = k.control_id
-WHERE m.duplicate_of IS NULL
-"""
-
-# Validation history (migration 0010): rows the validator computed are inserted
-# as they are; for records without them the database reads the bundle.
-_HISTORY_BY_WRITER = "SELECT set_config('labgate.history_by_writer', 'on', true)"
-_INSERT_HISTORY = """
-WITH results AS (
-    INSERT INTO validation_result (patient_key, code, observed_at, value, unit, message_id)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[],
-                         $6::bigint[])
-)
-INSERT INTO validation_order (patient_key, code, ordered_at, message_id)
-SELECT * FROM unnest($7::text[], $8::text[], $9::timestamptz[], $10::bigint[])
-"""
-_INDEX_FROM_BUNDLES = "SELECT validation_index_messages($1::bigint[])"
-
-_INSERT_OUTBOX = """
-INSERT INTO outbox (message_id, destination, state, kind)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
-"""
+# migration 0013: the whole group commit (messages, duplicates, history,
+# outbox, wake-ups) is one statement in its own transaction: one round trip.
+_STORE_MESSAGES = ("SELECT * FROM labgate_store_messages("
+                   + ", ".join(f"${i}" for i in range(1, 29)) + ")")
+_WRITE_FOLLOWUPS = ("SELECT labgate_write_followups("
+                    + ", ".join(f"${i}" for i in range(1, 17)) + ")")
 
 
 class MessageWriter:
@@ -156,71 +114,15 @@ class MessageWriter:
                     fut.set_result(res)
 
     async def _write_batch(self, records: list[MessageRecord]) -> list[WriteResult]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_HISTORY_BY_WRITER)   # the writer indexes; the trigger stands down
-            rows = await conn.fetch(_INSERT_MESSAGES, *_columns(records))
-            results: list[WriteResult | None] = [None] * len(records)
-            dup_idx = []
-            outbox: tuple[list, ...] = ([], [], [], [])
-            for i, (rec, row) in enumerate(zip(records, rows)):
-                if row["inserted"]:
-                    results[i] = WriteResult(row["id"])
-                    _add_outbox_rows(outbox, row["id"], rec)
-                else:
-                    dup_idx.append(i)
-            if dup_idx:
-                await self._resolve_duplicates(conn, records, dup_idx, results)
-            stored = [(rec, row["id"]) for rec, row in zip(records, rows) if row["inserted"]]
-            await _write_history_and_outbox(conn, stored, outbox)
-            return results  # type: ignore[return-value]
-
-    async def _resolve_duplicates(self, conn, records, dup_idx, results) -> None:
-        keys_s = [records[i].source for i in dup_idx]
-        keys_c = [records[i].control_id for i in dup_idx]
-        originals = {(r["source"], r["control_id"]): r
-                     for r in await conn.fetch(_FIND_ORIGINALS, keys_s, keys_c)}
-        same_ids = []
-        for i in dup_idx:
-            rec = records[i]
-            orig = originals[(rec.source, rec.control_id)]
-            same = bytes(orig["content_sha256"]) == rec.sha256
-            results[i] = WriteResult(orig["id"], duplicate=True, same_content=same,
-                                     stored_ack=orig["ack"])
-            if same:
-                same_ids.append(orig["id"])
-        if same_ids:
-            # Several copies of one message may share a batch: count each.
-            await conn.execute(
-                "UPDATE message m SET duplicates = duplicates + c.n"
-                " FROM (SELECT id, count(*) AS n FROM unnest($1::bigint[]) AS id GROUP BY id) c"
-                " WHERE m.id = c.id", same_ids)
-
-
-def _add_outbox_rows(outbox: tuple[list, ...], message_id: int, rec: MessageRecord) -> None:
-    """The record's outbox rows as columns of _INSERT_OUTBOX: one per
-    destination, plus the application ACK in enhanced mode."""
-    rows = [(dest, state, "message") for dest, state in rec.destinations]
-    if rec.app_ack_to:
-        rows.append((rec.app_ack_to, "pending", "app_ack"))
-    for dest, state, kind in rows:
-        for col, v in zip(outbox, (message_id, dest, state, kind)):
-            col.append(v)
-
-
-async def _write_history_and_outbox(conn, stored: list[tuple[MessageRecord, int]],
-                                    outbox: tuple[list, ...]) -> None:
-    """History rows of the stored (record, message id) pairs, and the outbox
-    rows; wakes the delivery loops of destinations that got pending rows."""
-    rows_given, by_database = _history_columns(stored)
-    if rows_given is not None:
-        await conn.execute(_INSERT_HISTORY, *rows_given)
-    if by_database:
-        await conn.execute(_INDEX_FROM_BUNDLES, by_database)
-    if not outbox[0]:
-        return
-    await conn.execute(_INSERT_OUTBOX, *outbox)
-    for dest in sorted({d for d, st in zip(outbox[1], outbox[2]) if st == "pending"}):
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, dest)
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_STORE_MESSAGES, *_columns(records), *_followup_columns(records))
+        results: list[WriteResult | None] = [None] * len(records)
+        for r in rows:
+            results[r["ord"] - 1] = (WriteResult(r["id"]) if r["inserted"] else WriteResult(
+                r["id"], duplicate=True, same_content=r["same_content"], stored_ack=r["stored_ack"]))
+        if None in results:   # cannot happen while the unique index holds; never ACK blindly
+            raise RuntimeError("store: a repeated message's original was not found")
+        return results  # type: ignore[return-value]
 
 
 _UPDATE_EVALUATION = """
@@ -234,35 +136,43 @@ async def store_reevaluation(conn, message_id: int, record: MessageRecord) -> No
     and, when it is now accepted, its outbox rows (with the application ACK
     in enhanced mode) and validation history rows. The row keeps its id,
     source and control id."""
-    await conn.execute(_HISTORY_BY_WRITER)
     await conn.execute(_UPDATE_EVALUATION, message_id, record.bundle_json, record.verdict_json,
                        record.status, record.ack)
-    outbox: tuple[list, ...] = ([], [], [], [])
-    _add_outbox_rows(outbox, message_id, record)
-    await _write_history_and_outbox(conn, [(record, message_id)], outbox)
+    await conn.execute(_WRITE_FOLLOWUPS, [message_id], *_followup_columns([record]))
 
 
-def _history_columns(stored: list[tuple[MessageRecord, int]]) -> tuple[list[list] | None, list[int]]:
-    """For the stored originals that enter the history (accepted or unrouted,
-    with a bundle): the arguments of _INSERT_HISTORY (None when no record
-    brought rows) and the ids of those the database must index itself."""
-    res: tuple[list, ...] = ([], [], [], [], [], [])
-    orders: tuple[list, ...] = ([], [], [], [])
-    by_database: list[int] = []
-    for rec, message_id in stored:
+def _followup_columns(records: list[MessageRecord]) -> list[list]:
+    """The history, index and outbox arrays of labgate_write_followups, each
+    row naming its record by position (1-based). History: for originals that
+    enter it (not rejected, with a bundle), the validator's rows, or the
+    position in index_ord when the database must derive them from the
+    bundle. Outbox: one row per destination, plus the application ACK in
+    enhanced mode. The database keeps only the rows of records it stored."""
+    hr: tuple[list, ...] = ([], [], [], [], [], [])
+    ho: tuple[list, ...] = ([], [], [], [])
+    index_ord: list[int] = []
+    ob: tuple[list, ...] = ([], [], [], [])
+    for pos, rec in enumerate(records, 1):
+        for dest, state in rec.destinations:
+            _append(ob, (pos, dest, state, "message"))
+        if rec.app_ack_to:
+            _append(ob, (pos, rec.app_ack_to, "pending", "app_ack"))
         if rec.status == "rejected" or rec.bundle_json is None or rec.duplicate_of is not None:
             continue
         h = rec.history
         if h is None:
-            by_database.append(message_id)
+            index_ord.append(pos)
             continue
         for code, at, value, unit in h.results:
-            for col, v in zip(res, (h.patient_key, code, at, value, unit, message_id)):
-                col.append(v)
+            _append(hr, (pos, h.patient_key, code, at, value, unit))
         for code, at in h.orders:
-            for col, v in zip(orders, (h.patient_key, code, at, message_id)):
-                col.append(v)
-    return ([*res, *orders] if res[0] or orders[0] else None), by_database
+            _append(ho, (pos, h.patient_key, code, at))
+    return [*hr, *ho, index_ord, *ob]
+
+
+def _append(columns: tuple[list, ...], row: tuple) -> None:
+    for col, v in zip(columns, row):
+        col.append(v)
 
 
 class StoreUnavailable(Exception):
