@@ -2,10 +2,18 @@
 
 The inverse of ``to_fhir``:
 
-- ``bundle_to_oru_r01``: results. One PID from the Patient, patient-level
-  OBX, and per DiagnosticReport an ORC/OBR from its ServiceRequest, OBX
-  (+NTE) per result and SPM (+NTE) per specimen. Observations that no report
-  lists are grouped per ServiceRequest.
+- ``bundle_to_oru_r01``: results. Per Patient with results a PID (one
+  PATIENT_RESULT group each, so no result is filed under another patient),
+  and per DiagnosticReport an ORC/OBR from its ServiceRequest, OBX (+NTE) per
+  result and SPM (+NTE) per specimen. Observations that no report lists are
+  grouped per ServiceRequest in the bundle; one that has neither (instrument
+  results from ASTM and POCT1-A) gets an ORC/OBR of its own: OBR-4 its code,
+  OBR-7 its specimen's collection time (else its effective time), OBR-22 its
+  ``issued``, OBR-25 its status, OBR-2 the order id of ``basedOn.identifier``.
+  Every result OBX thus follows an OBR, as the ORDER_OBSERVATION group
+  requires. Only when writing v2.7 or later, an Observation about the patient
+  alone (no order, specimen, report, device, analysis time or note) goes
+  after the PID as PATIENT_OBSERVATION; v2.5.1 has no such group.
 - ``bundle_to_oml_o21``: orders. One PID, and per ServiceRequest an ORC
   (NW/CA/HD from its status) and OBR, NTE from its notes, OBX (+NTE) for its
   ``supportingInfo`` Observations and SPM (+NTE) for its Specimens.
@@ -33,6 +41,9 @@ SR_STATUS = {"completed": "CM", "revoked": "CA", "active": "IP", "on-hold": "HD"
 ORDER_CONTROL = {"revoked": "CA", "on-hold": "HD"}     # ORC-1; anything else is NW
 GENDER = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 NAME_USE = {"official": "L", "usual": "D", "nickname": "N", "maiden": "M", "anonymous": "S"}
+# OBR-25 of an order no DiagnosticReport describes, from its Observations' status.
+OBS_ORDER_STATUS = {"final": "F", "corrected": "C", "amended": "C", "preliminary": "P",
+                    "cancelled": "X", "registered": "I"}
 
 
 def bundle_to_oru_r01(bundle: dict, *, control_id: str, timestamp: datetime,
@@ -98,13 +109,53 @@ class _Writer:
                        w.hd(receiving_facility), w.msh_time(timestamp), "", "ORU^R01^ORU_R01",
                        w.component([control_id]), "P", w.component([version]), "", "",
                        "AL", "NE", "", self.charset])]
+        groups, patient_obs = self.groups(_version_at_least(version, (2, 7)))
         patients = self.by_type.get("Patient") or []
-        segs.append(self.pid(patients[0] if patients else {}))
-        for number, o in enumerate(self.patient_observations(), 1):
-            segs += self.obx(number, o)
-        for number, (sr, dr, obs, specs) in enumerate(self.groups(), 1):
-            segs += self.group(number, sr, dr, obs, specs)
+        if len(patients) > 1:
+            segs += self.patient_results(patients, groups, patient_obs)
+        else:
+            segs += self.patient_result(patients[0] if patients else {}, 1, groups, patient_obs)
         return w.message(segs, self.codec)
+
+    def patient_result(self, patient: dict, set_id: int, groups: list,
+                       patient_obs: list[dict]) -> list[str]:
+        """One PATIENT_RESULT group: PID, PATIENT_OBSERVATION OBX, ORDER_OBSERVATIONs."""
+        if patient_obs and not groups:     # the group needs at least one ORDER_OBSERVATION
+            groups, patient_obs = [self.own_order(o) for o in patient_obs], []
+        segs = [self.pid(patient, set_id)]
+        for number, o in enumerate(patient_obs, 1):
+            segs += self.obx(number, o)
+        for number, (sr, dr, obs, specs) in enumerate(groups, 1):
+            segs += self.group(number, sr, dr, obs, specs)
+        return segs
+
+    def patient_results(self, patients: list[dict], groups: list,
+                        patient_obs: list[dict]) -> list[str]:
+        """A PATIENT_RESULT per Patient that has results (an ASTM or POCT1-A message
+        may hold several patients); what names no Patient of the bundle goes to the first."""
+        index = {id(p): k for k, p in enumerate(patients)}
+        per: list[tuple[list, list]] = [([], []) for _ in patients]
+        for g in groups:
+            sr, dr, obs, _ = g
+            per[self.patient_of(index, dr, sr, *obs[:1])][0].append(g)
+        for o in patient_obs:
+            per[self.patient_of(index, o)][1].append(o)
+        segs: list[str] = []
+        set_id = 0
+        for patient, (gs, pos) in zip(patients, per):
+            if gs or pos:
+                set_id += 1
+                segs += self.patient_result(patient, set_id, gs, pos)
+        return segs or [self.pid(patients[0])]
+
+    def patient_of(self, index: dict[int, int], *resources: dict | None) -> int:
+        """Position in ``index`` of the Patient the first of ``resources`` with a subject names."""
+        for res in resources:
+            if res:
+                patient = self.resolve(res.get("subject"))
+                if patient is not None:
+                    return index.get(id(patient), 0)
+        return 0
 
     def write_oml(self, control_id, timestamp, sending_app, sending_facility, receiving_app,
                   receiving_facility, version) -> bytes:
@@ -159,8 +210,9 @@ class _Writer:
 
     # ------------------------------------------------------------ grouping
 
-    def groups(self):
-        """(ServiceRequest, DiagnosticReport, Observations, Specimens) per OBR."""
+    def groups(self, patient_level: bool = False) -> tuple[list[tuple], list[dict]]:
+        """(ServiceRequest, DiagnosticReport, Observations, Specimens) per OBR, and the
+        Observations written as PATIENT_OBSERVATION (only when ``patient_level``)."""
         listed: set[int] = set()
         out = []
         for dr in self.by_type.get("DiagnosticReport") or []:
@@ -170,10 +222,19 @@ class _Writer:
             listed.update(map(id, obs))
             out.append((sr, dr, obs, specs))
         rest: dict[int, tuple] = {}
+        patient_obs: list[dict] = []
         for o in self.by_type.get("Observation") or []:
-            if id(o) in listed or _patient_level(o):
+            if id(o) in listed:
                 continue
             sr = self.resolve((o.get("basedOn") or [None])[0])
+            if sr is None:
+                if patient_level and _patient_level(o):
+                    patient_obs.append(o)
+                else:
+                    # Not one group for all of them: OBR-4 would name one result's code
+                    # for the others, and results of different specimens would mix.
+                    rest[id(o)] = self.own_order(o)
+                continue
             key = id(sr)
             if key not in rest:
                 rest[key] = (sr, None, [], [])
@@ -181,15 +242,16 @@ class _Writer:
             spec = self.resolve(o.get("specimen"))
             if spec and all(spec is not s for s in rest[key][3]):
                 rest[key][3].append(spec)
-        return out + list(rest.values())
+        return out + list(rest.values()), patient_obs
 
-    def patient_observations(self) -> list[dict]:
-        """Observations about the patient alone (v2.7+ PATIENT_OBSERVATION OBX)."""
-        return [o for o in self.by_type.get("Observation") or [] if _patient_level(o)]
+    def own_order(self, o: dict) -> tuple:
+        """The group of an Observation that no report lists and no order in the bundle has."""
+        spec = self.resolve(o.get("specimen"))
+        return None, None, [o], [spec] if spec else []
 
     # ------------------------------------------------------------ segments
 
-    def pid(self, p: dict) -> str:
+    def pid(self, p: dict, set_id: int = 1) -> str:
         ids = [dt.cx_to_v2(i) for i in p.get("identifier") or [] if i.get("value")]
         names = []
         for n in p.get("name") or []:
@@ -197,7 +259,7 @@ class _Writer:
             names.append([n.get("family", ""), given[0], given[1],
                           (n.get("suffix") or [""])[0], (n.get("prefix") or [""])[0], "",
                           NAME_USE.get(n.get("use", ""), "")])
-        return w.segment("PID", ["1", "", w.repeated(ids), "", w.repeated(names), "",
+        return w.segment("PID", [str(set_id), "", w.repeated(ids), "", w.repeated(names), "",
                                  _v2_time(p.get("birthDate", "")),
                                  GENDER.get(p.get("gender", ""), "")])
 
@@ -220,27 +282,38 @@ class _Writer:
 
     def group(self, number: int, sr: dict | None, dr: dict | None, obs: list[dict],
               specs: list[dict]) -> list[str]:
-        sr, dr = sr or {}, dr or {}
+        sr = sr or {}
         placer_v2, filler_v2 = self.order_ids(sr)
+        if dr:
+            effective, issued = dr.get("effectiveDateTime") or "", dr.get("issued", "")
+            status = DR_STATUS.get(dr.get("status", ""), "")
+            category = ((dr.get("category") or [{}])[0].get("coding") or [{}])[0].get("code", "")
+        else:   # no report: OBR-7, -22 and -25 from the specimen and the results
+            dr, category = {}, ""
+            effective = ((specs[0].get("collection") or {}).get("collectedDateTime") if specs
+                         else "") or next((o["effectiveDateTime"] for o in obs
+                                           if o.get("effectiveDateTime")), "")
+            issued = max((o["issued"] for o in obs if o.get("issued")), default="")
+            status = _order_status(obs)
+            if not sr:
+                placer_v2 = _ei(_order_identifier(obs[0]))
         segs = [w.segment("ORC", ["RE", placer_v2, filler_v2, "",
                                   SR_STATUS.get(sr.get("status", ""), "")])]
         code = sr.get("code") if sr else dr.get("code") or (obs[0].get("code") if obs else None)
         collector = self.person(((specs[0] if specs else {}).get("collection") or {})
                                 .get("collector"))
-        category = ((dr.get("category") or [{}])[0].get("coding") or [{}])[0].get("code", "")
-        effective = dr.get("effectiveDateTime") or ""
         segs.append(w.segment("OBR", [
             str(number), placer_v2, filler_v2, _cwe(code), "", "",
             _v2_time(effective), "", "", self.encode_person(collector), "", "", "", "", "",
             self.encode_person(self.person(sr.get("requester"))), "", "", "", "", "",
-            _v2_time(dr.get("issued", "")), "", w.component([category]), DR_STATUS.get(dr.get("status", ""), "")]))
+            _v2_time(issued), "", w.component([category]), status]))
         segs += self.notes(sr)
         first = specs[0] if specs else None
         obx_no = 0
         for o in obs:       # results of the first specimen (or none) come before any SPM
             if self.resolve(o.get("specimen")) in (None, first) or not specs:
                 obx_no += 1
-                segs += self.obx(obx_no, o, dr.get("issued", ""))
+                segs += self.obx(obx_no, o, issued)
         for k, spec in enumerate(specs):
             segs.append(self.spm(k + 1, spec))
             segs += self.notes(spec)
@@ -249,7 +322,7 @@ class _Writer:
             for o in obs:
                 if self.resolve(o.get("specimen")) is spec:
                     obx_no += 1
-                    segs += self.obx(obx_no, o, dr.get("issued", ""))
+                    segs += self.obx(obx_no, o, issued)
         return segs
 
     @staticmethod
@@ -310,7 +383,38 @@ def _cached_v2_time(value: str) -> str:
 
 
 def _patient_level(o: dict) -> bool:
-    return not o.get("basedOn") and not o.get("specimen")
+    """About the patient alone (height, pregnancy …): no order, no specimen, and
+    not an analyser's result (device, analysis time). PATIENT_OBSERVATION has no
+    NTE, so one with notes goes in an order group, where its NTE may follow."""
+    return not (o.get("basedOn") or o.get("specimen") or o.get("device") or o.get("note")
+                or any(e.get("url") == ANALYSIS_TIME_EXT for e in o.get("extension") or []))
+
+
+def _version_at_least(version: str, minimum: tuple[int, ...]) -> bool:
+    parts = []
+    for p in version.split("."):
+        if not p.isdigit():
+            break
+        parts.append(int(p))
+    return tuple(parts) >= minimum
+
+
+def _order_status(obs: list[dict]) -> str:
+    """OBR-25 from the results' statuses: theirs when they agree; else preliminary
+    while any is pending, corrected when any was corrected."""
+    codes = {OBS_ORDER_STATUS.get(o.get("status", ""), "") for o in obs}
+    codes.discard("")
+    if len(codes) <= 1:
+        return codes.pop() if codes else ""
+    return "P" if codes & {"P", "I"} else "C" if "C" in codes else "F"
+
+
+def _order_identifier(o: dict) -> dict | None:
+    """The order id an Observation names in ``basedOn.identifier`` (POCT1-A ``ORD.order_id``)."""
+    for based_on in o.get("basedOn") or []:
+        if based_on.get("identifier"):
+            return based_on["identifier"]
+    return None
 
 
 def analysis_time(o: dict, report_issued: str = "") -> str:

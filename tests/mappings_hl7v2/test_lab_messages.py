@@ -147,9 +147,16 @@ def test_patient_level_obx_is_a_patient_observation(version, severity):
     age = _res(bundle, "Observation")[0]
     assert "basedOn" not in age and age["subject"] and age["valueQuantity"]["value"] == 54
     assert not any(age is o for dr in _res(bundle, "DiagnosticReport") for o in dr["result"])
-    back = bundle_to_oru_r01(bundle, control_id="X", timestamp=BACK_TS)
+    # Written back after the PID only in v2.7+, which has the PATIENT_OBSERVATION group.
+    back = bundle_to_oru_r01(bundle, control_id="X", timestamp=BACK_TS, version="2.8")
     assert [s.name for s in parse(back).segments] == ["MSH", "PID", "OBX", "ORC", "OBR", "OBX"]
     assert to_bundle(parse(back))[0] == bundle
+    # v2.5.1 has no such group: the observation gets an order group of its own.
+    back = parse(bundle_to_oru_r01(bundle, control_id="X", timestamp=BACK_TS))
+    assert [s.name for s in back.segments] == ["MSH", "PID", "ORC", "OBR", "OBX",
+                                               "ORC", "OBR", "OBX"]
+    assert back.segments_named("OBR")[1].value(4) == "AGE"
+    assert back.segments_named("OBX")[1].value(5) == "54"
 
 
 def test_obx_after_a_lone_orc_is_still_an_error():
