@@ -15,6 +15,12 @@ is never acknowledged before the gateway holds it. The callback may return an
 Log lines carry the peer address, sizes, counters and reasons; never record
 content.
 
+A connection the gateway ends (``stop()``, an internal error) is closed with
+a lingering close (:func:`adapters.closing.close_gracefully`): FIN after the
+last ACK, then what the instrument still sends is read and discarded until it
+closes, for at most ``close_linger`` seconds. A plain close with unread bytes
+would send RST, which can cost the instrument the ACK it has not read yet.
+
 Serial-to-TCP bridges
 ---------------------
 Most point-of-care analysers have an RS-232 port; a serial device server
@@ -51,6 +57,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 
+from ..closing import DEFAULT_LINGER, close_gracefully
 from .actions import (Aborted, Action, CancelTimer, Interrupted, LineYielded, MessageReceived,
                       Send, SetTimer, TransferComplete, TransferEnded)
 from .e1381 import Receiver, ReceiverConfig, Sender, SenderConfig
@@ -130,6 +137,7 @@ class _Connection:
         self.queued = 0                     # bytes read but not yet handled
         self.room = asyncio.Event()         # set while queued < READ_AHEAD
         self.room.set()
+        self.abandoned = False              # cancelled after stop()'s grace: close without lingering
 
     async def run(self) -> None:
         reader_task = asyncio.create_task(self._read_loop())
@@ -149,9 +157,12 @@ class _Connection:
                 await self._maybe_send_replies()
                 await self.writer.drain()
                 self.busy = False
+                if self.server.stopping:
+                    break
         finally:
             reader_task.cancel()
             self.timers.cancel_all()
+            await asyncio.wait((reader_task,))   # the closing linger reads next
             if not self.receiver.idle:
                 self.server.counts["aborts"] += 1
                 self.server.log.info("astm.connection_lost_mid_transfer", **self._where())
@@ -287,7 +298,8 @@ class AstmServer:
                  receiver_config: ReceiverConfig | None = None,
                  sender_config: SenderConfig | None = None,
                  max_connections: int = 256, logger: Any = None,
-                 authorize: Callable[[str], bool] | None = None) -> None:
+                 authorize: Callable[[str], bool] | None = None,
+                 close_linger: float = DEFAULT_LINGER) -> None:
         self.name = name
         self.authorize = authorize
         self.on_message = on_message
@@ -295,6 +307,8 @@ class AstmServer:
                                        confirm_messages=True)
         self.sender_config = sender_config or SenderConfig(role="computer")
         self.max_connections = max_connections
+        self.close_linger = close_linger
+        self.stopping = False
         self.log = logger if logger is not None else structlog.get_logger("labgate.adapters.astm")
         self.counts: Counter = Counter()
         self._server: asyncio.base_events.Server | None = None
@@ -304,6 +318,7 @@ class AstmServer:
         """Bind and accept. ``port`` 0 picks a free port (see :attr:`port`)."""
         if self._server is not None:
             raise RuntimeError(f"ASTM listener {self.name!r} is already started")
+        self.stopping = False
         self._server = await asyncio.start_server(self._on_connect, host, port)
         self.log.info("astm.listening", host=host, port=self.port, listener=self.name)
 
@@ -327,11 +342,14 @@ class AstmServer:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting and close every connection.
 
-        Idle connections are closed at once; a connection in the middle of
-        ``on_message`` gets ``grace`` seconds to finish before it is cancelled.
+        Idle connections are closed at once (lingering at most
+        ``close_linger`` seconds); a connection in the middle of ``on_message``
+        finishes it and is then closed the same way, or is cancelled and
+        closed without lingering if it has not after ``grace`` seconds.
         """
         if self._server is None:
             return
+        self.stopping = True
         self._server.close()
         for conn in list(self._open):
             if not conn.busy:
@@ -339,6 +357,9 @@ class AstmServer:
         tasks = {conn.task for conn in self._open}
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=grace)
+            for conn in list(self._open):
+                if conn.task in late:
+                    conn.abandoned = True
             for task in late:
                 task.cancel()
             if late:
@@ -376,12 +397,12 @@ class AstmServer:
         except Exception as exc:     # never let one connection take the listener down
             self.log.error("astm.connection_failed", error=type(exc).__name__,
                            peer_host=peer.host, listener=self.name)
+        try:
+            how = await close_gracefully(reader, writer,
+                                         0.0 if conn.abandoned else self.close_linger)
+        except asyncio.CancelledError:   # cancelled while lingering: aborted
+            how = "cancelled"
         finally:
             self._open.discard(conn)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError, asyncio.CancelledError):
-                pass
-            self.log.debug("astm.connection_closed", peer_host=peer.host, listener=self.name,
-                           seconds=round(time.monotonic() - started, 3))
+        self.log.debug("astm.connection_closed", peer_host=peer.host, listener=self.name,
+                       seconds=round(time.monotonic() - started, 3), close=how)

@@ -8,6 +8,16 @@ request/response). Connections run concurrently.
 Nothing here logs message content: log lines carry sizes, the peer address,
 the bound system and exception type names only. Nothing is logged per message
 at info level.
+
+A served connection is closed with a lingering close
+(:func:`adapters.closing.close_gracefully`), however it ends (peer EOF, idle
+timeout, oversize, handler failure, stop): FIN after the last ACK, then what
+the sender still sends is read and discarded until it closes, for at most
+``close_linger`` seconds. A plain close with unread bytes (the rest of an
+oversized message, the next message) sends RST, and the sender may never read
+the ACK or NAK written just before. Over TLS, close_notify takes the place of
+the FIN (see adapters/closing.py). Refused connections are closed at once:
+nothing was sent to them.
 """
 from __future__ import annotations
 
@@ -21,6 +31,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 
+from ..closing import DEFAULT_LINGER, close_gracefully
 from .errors import MllpFrameTooLarge
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, END_BLOCK, START_BLOCK, MllpFramer
 from .peer import Peer, subject_string
@@ -37,7 +48,7 @@ class _Connection:
     """Book-keeping for one accepted socket."""
 
     __slots__ = ("peer", "writer", "task", "framer", "busy", "served", "messages",
-                 "connected_at")
+                 "connected_at", "abandoned")
 
     def __init__(self, peer: Peer, writer: asyncio.StreamWriter, max_message_bytes: int) -> None:
         self.peer = peer
@@ -48,6 +59,7 @@ class _Connection:
         self.served = False    # passed TLS and authorization
         self.messages = 0
         self.connected_at = time.time()
+        self.abandoned = False  # cancelled after stop()'s grace: close without lingering
 
 
 class MllpServer:
@@ -83,6 +95,7 @@ class MllpServer:
         on_oversize: OnOversize | None = None,
         ssl: ssl_module.SSLContext | None = None,
         logger: Any = None,
+        close_linger: float = DEFAULT_LINGER,
     ) -> None:
         self.name = name
         self._handler = handler
@@ -93,6 +106,7 @@ class MllpServer:
         self._authorize = authorize
         self._on_oversize = on_oversize
         self._ssl = ssl
+        self._close_linger = close_linger
         log = logger if logger is not None else structlog.get_logger("labgate.adapters.mllp")
         self._log = log.bind(listener=name) if hasattr(log, "bind") else log
         self._server: asyncio.base_events.Server | None = None
@@ -128,9 +142,11 @@ class MllpServer:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting; let messages being handled finish and ACK; then close all.
 
-        Connections waiting for data are closed at once. A connection whose
-        handler is running finishes that message, writes its ACK and is then
-        closed. Whatever has not finished after ``grace`` seconds is cancelled.
+        Connections waiting for data are closed at once (lingering at most
+        ``close_linger`` seconds). A connection whose handler is running
+        finishes that message, writes its ACK and is then closed the same way.
+        Whatever has not finished after ``grace`` seconds is cancelled and
+        closed without lingering.
         """
         if self._server is None:
             return
@@ -138,11 +154,14 @@ class MllpServer:
         self._server.close()
         for conn in list(self._open):
             if not conn.busy:
-                conn.writer.close()  # its pending read then sees EOF
+                conn.task.cancel()   # wakes its read; the connection then closes
         tasks = {conn.task for conn in self._open}
         late: set[asyncio.Task] = set()
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=grace)
+            for conn in list(self._open):
+                if conn.task in late:
+                    conn.abandoned = True
             for task in late:
                 task.cancel()
             if late:
@@ -201,19 +220,24 @@ class MllpServer:
             if await self._admit(conn):
                 await self._serve(conn, reader)
         except asyncio.CancelledError:
-            # Only stop() (after its grace) or loop shutdown cancels this task.
-            # It is the outermost frame of the connection, and asyncio's
-            # stream callback (3.11) reports a cancelled task as an error, so
-            # the cancellation ends here.
+            # Only stop() or loop shutdown cancels this task. It is the
+            # outermost frame of the connection, and asyncio's stream callback
+            # (3.11) reports a cancelled task as an error, so the cancellation
+            # ends here.
             self._log.debug("mllp.connection_cancelled", **_peer_fields(peer))
         except (ConnectionError, TimeoutError, ssl_module.SSLError):
             self._log.debug("mllp.connection_lost", **_peer_fields(peer))
         except Exception as exc:  # noqa: BLE001 - one connection must never take the listener down
             self._counts["errors"] += 1
             self._log.error("mllp.connection_failed", error=type(exc).__name__, **_peer_fields(peer))
+        try:
+            how = await close_gracefully(reader, writer,
+                                         0.0 if conn.abandoned else self._close_linger)
+        except asyncio.CancelledError:   # cancelled while lingering: aborted
+            how = "cancelled"
         finally:
             self._forget(conn)
-            writer.close()
+        self._log.debug("mllp.connection_ended", close=how, **_peer_fields(peer))
 
     def _admission_refusal(self, host: str) -> str | None:
         if self._stopping:

@@ -14,6 +14,12 @@ ACK AE (``POCT1A-GATEWAY-ERROR``), never with a dropped connection.
 Deadlines: ``ack_timeout`` for the device's ACK of a push, ``message_timeout``
 from the first byte of a message to its end (slow senders), ``idle_timeout``
 between messages. Each ends the conversation with END.R01 (reason TMO).
+
+Every connection, however it ends, is closed with a lingering close
+(:func:`adapters.closing.close_gracefully`): FIN after the last message, then
+what the device still sends is read and discarded until it closes, for at most
+``close_linger`` seconds, so a device that is still sending reads the END
+instead of a reset.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from typing import Awaitable, Callable, Sequence
 
 import structlog
 
+from ..closing import DEFAULT_LINGER, close_gracefully
 from .build import Directive, OperatorList
 from .conversation import (ConversationConfig, ConversationEnded, DuplicateReceived, Event,
                            GatewayConversation, HelloReceived, ObservationReceived, ProtocolError,
@@ -50,6 +57,7 @@ class ServerConfig:
     message_timeout: float = 30.0
     decision_timeout: float = 30.0
     write_timeout: float = 30.0
+    close_linger: float = DEFAULT_LINGER    # most seconds to wait for the device to close after END
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
 
 
@@ -64,6 +72,7 @@ class PoctServer:
         self._on_hello = on_hello
         self.config = config or ServerConfig()
         self._server: asyncio.Server | None = None
+        self._stopping: asyncio.Future | None = None   # done once stop() begins: wakes every read
         self._live: dict[asyncio.Task, tuple[GatewayConversation, asyncio.StreamWriter]] = {}
         self._stats: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
@@ -71,6 +80,7 @@ class PoctServer:
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound (host, port)."""
+        self._stopping = asyncio.get_running_loop().create_future()
         self._server = await asyncio.start_server(self._handle, self.config.host, self.config.port)
         host, port = self._server.sockets[0].getsockname()[:2]
         log.info("poct1a.listening", host=host, port=port)
@@ -88,14 +98,22 @@ class PoctServer:
                 "received": dict(self._received), "errors": dict(self._errors)}
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Stop listening, send END to every open conversation, close them."""
+        """Stop listening, send END to every open conversation, close them.
+
+        A connection waiting for its device is closed at once (lingering at
+        most ``close_linger`` seconds); one waiting for a callback gets
+        ``grace`` seconds, then it is cancelled and closed without lingering.
+        """
         if self._server is not None:
             self._server.close()
+        if self._stopping is not None and not self._stopping.done():
+            self._stopping.set_result(None)
         for conv, writer in list(self._live.values()):
+            if conv.closed:      # ended already: its handler is closing the connection
+                continue
             conv.end("gateway shutting down")
             with contextlib.suppress(Exception):
                 writer.write(conv.data_to_send())
-                writer.close()  # flushes END, then the handler's read sees EOF
         tasks = list(self._live)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
@@ -123,10 +141,16 @@ class PoctServer:
         self._live[task] = (conv, writer)
         self._stats["connections_total"] += 1
         log.info("poct1a.connection_opened", peer=peer)
+        linger = self.config.close_linger
         try:
             await self._converse(conv, reader, writer, peer)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             self._record(conv.connection_lost(), peer)
+        except asyncio.CancelledError:
+            # stop() after its grace. This is the task's outermost frame and
+            # asyncio (3.11) reports a cancelled connection task as an error,
+            # so the cancellation ends here; no lingering after the grace.
+            linger = 0.0
         except Exception as exc:  # a bug of ours: answer in protocol, never a silent drop
             # Type only: a traceback with locals could carry patient data.
             log.error("poct1a.internal_error", peer=peer, error=type(exc).__name__)
@@ -134,12 +158,13 @@ class PoctServer:
             with contextlib.suppress(Exception):
                 conv.end(f"{GATEWAY_ERROR}: internal error")
                 writer.write(conv.data_to_send())
+        try:
+            how = await close_gracefully(reader, writer, linger)
+        except asyncio.CancelledError:   # cancelled while lingering: aborted
+            how = "cancelled"
         finally:
             self._live.pop(task, None)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-            log.info("poct1a.connection_closed", peer=peer)
+        log.info("poct1a.connection_closed", peer=peer, close=how)
 
     async def _converse(self, conv: GatewayConversation, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter, peer: str) -> None:
@@ -154,16 +179,30 @@ class PoctServer:
                 ack_wait = None
             elif ack_wait is None or ack_wait[0] != conv.awaiting_ack:
                 ack_wait = (conv.awaiting_ack, time.monotonic())   # other traffic does not restart it
-            try:
-                data = await asyncio.wait_for(reader.read(self.config.read_size),
-                                              self._deadline(conv, partial_since, ack_wait))
-            except TimeoutError:
-                events = conv.timeout()
-            else:
+            data = await self._read(reader, self._deadline(conv, partial_since, ack_wait))
+            if data is not None:
                 self._stats["bytes_in"] += len(data)
                 events = conv.receive_data(data) if data else conv.connection_lost()
+            elif self._stopping is not None and self._stopping.done():
+                events = conv.end("gateway shutting down")
+            else:
+                events = conv.timeout()
             await self._dispatch(conv, events, peer)
             await self._flush(conv, writer)
+
+    async def _read(self, reader: asyncio.StreamReader, timeout: float) -> bytes | None:
+        """The device's next bytes (b"" at EOF); None if ``timeout`` passed or stop() began."""
+        if timeout <= 0:     # a deadline already due wins over data waiting (a chatty device)
+            return None
+        read = asyncio.ensure_future(reader.read(self.config.read_size))
+        try:
+            await asyncio.wait((read, self._stopping), timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not read.done():
+                read.cancel()
+                await asyncio.wait((read,))   # a read still pending would refuse the next one
+        return None if read.cancelled() else read.result()
 
     def _deadline(self, conv: GatewayConversation, partial_since: float | None,
                   ack_wait: tuple[str | None, float] | None) -> float:
