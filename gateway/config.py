@@ -113,9 +113,26 @@ class ValidationSection(_Strict):
 
 
 class ConsoleSection(_Strict):
-    """Console user sessions and login lockout (docs/console.md)."""
+    """Console user sessions, login throttle and lockout (docs/console.md).
+
+    The throttle (per client address, and per address + account name) is the
+    first line and answers 429; the account lockout, which refuses the account
+    from every address, needs more failures than one address may make, so a
+    single address cannot lock an administrator out.
+    """
     session_minutes: float = Field(480.0, gt=0, le=7 * 24 * 60, description="session lifetime")
-    lockout_attempts: int = Field(5, ge=1, le=100, description="failed logins in a row before lockout")
+    login_failures_per_address: int = Field(
+        10, ge=1, le=10_000,
+        description="failed logins from one client address (IPv6: its /64) per window before 429")
+    login_failures_per_address_account: int = Field(
+        5, ge=1, le=1_000,
+        description="failed logins for one account name from one address per window before 429")
+    login_throttle_minutes: float = Field(
+        15.0, gt=0, le=24 * 60,
+        description="throttle window; a throttled address (or address + account) waits this long")
+    lockout_attempts: int = Field(
+        20, ge=1, le=1_000,
+        description="failed logins in a row, from any address, that lock the account for everyone")
     lockout_minutes: float = Field(15.0, gt=0, description="how long a locked account stays locked")
     secure_cookie: bool = Field(True, description="mark the session cookie Secure (HTTPS or localhost)")
 

@@ -8,19 +8,27 @@ and acknowledgement, plus, when it is now accepted, new outbox rows (with
 the application ACK for an enhanced-mode source) and validation history
 rows, which the validator remembers once the transaction commits. The row
 keeps its id, source and control id, so a sender's retransmission is still
-recognised as a duplicate. Replay of a message with *dead-lettered* outbox
+recognised as a duplicate. Instrument messages (ASTM, POCT1-A) are judged
+again by the instrument pipeline (``InstrumentPipeline.evaluate``: current
+registry and QC state) and stored the same way; their QC runs are recorded
+in the same transaction and reach the QC cache after the commit; nothing is
+sent to the instrument. Replay of a message with *dead-lettered* outbox
 rows puts those rows back to ``pending`` with a fresh attempt budget.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
 
 import orjson
 
 from .. import audit
 from ..authz import Principal
+from ..instruments.pipeline import CannotReevaluate
 from ..store import NOTIFY_CHANNEL, HistoryRows, store_reevaluation
+
+INSTRUMENT_PROTOCOLS = ("astm", "poct1a")
 
 
 class ActionRefused(Exception):
@@ -35,6 +43,14 @@ class Outcome:
     detail: str = ""
     # what the validator remembers once the action's transaction has committed
     history: HistoryRows | None = field(default=None, repr=False)
+    # anything else in-process caches learn only after that commit (QC runs)
+    after_commit: Callable[[], None] | None = field(default=None, repr=False)
+
+    def committed(self, validator) -> None:
+        """Call once the action's transaction has committed."""
+        validator.remember(self.history)
+        if self.after_commit is not None:
+            self.after_commit()
 
     def to_dict(self) -> dict:
         return {"message_id": self.message_id, "action": self.action, "result": self.result,
@@ -44,8 +60,8 @@ class Outcome:
 async def replay(gw, conn, message_id: int, who: Principal, reason: str, peer: str | None) -> Outcome:
     """Replay one message (rejected: re-evaluate; dead-lettered: requeue)."""
     row = await conn.fetchrow(
-        "SELECT id, source, protocol, peer, raw, status, duplicate_of FROM message WHERE id = $1"
-        " FOR UPDATE", message_id)
+        "SELECT id, source, protocol, peer, message_type, control_id, received_at, raw, status,"
+        " duplicate_of FROM message WHERE id = $1 FOR UPDATE", message_id)
     if row is None:
         raise ActionRefused("no such message")
     if row["status"] == "rejected":
@@ -72,6 +88,8 @@ async def _reevaluate(gw, conn, row) -> Outcome:
         raise ActionRefused("a conflicting duplicate is not replayed; fix the sender's control ids")
     if row["raw"] is None:
         raise ActionRefused("the content was pruned by retention; nothing to replay")
+    if row["protocol"] in INSTRUMENT_PROTOCOLS:
+        return await _reevaluate_instrument(gw, conn, row)
     if row["protocol"] != "mllp" or getattr(gw, "pipeline", None) is None:
         raise ActionRefused(f"replay of {row['protocol']} messages is not supported yet")
     # The pipeline's evaluation is pure (parse, map, validate, route); storing
@@ -79,9 +97,39 @@ async def _reevaluate(gw, conn, row) -> Outcome:
     record = gw.pipeline.evaluate(bytes(row["raw"]), row["source"], peer=row["peer"],
                                   protocol=row["protocol"])
     await store_reevaluation(conn, row["id"], record)
-    codes = sorted({i["code"] for i in _issues(record.verdict_json)
-                    if i.get("severity") in ("error", "fatal")})
-    return Outcome(row["id"], "replay", record.status, " ".join(codes), history=record.history)
+    return Outcome(row["id"], "replay", record.status, _rejecting_codes(record.verdict_json),
+                   history=record.history)
+
+
+async def _reevaluate_instrument(gw, conn, row) -> Outcome:
+    service = getattr(gw, "instruments", None)
+    if service is None:
+        raise ActionRefused(f"replay of {row['protocol']} messages needs the instrument pipeline")
+    pipeline = service.pipeline
+    # The device identity a POCT1-A observation does not carry itself (the
+    # conversation's HEL named it) is recovered from the stored control id.
+    try:
+        ev = pipeline.evaluate(row["protocol"], bytes(row["raw"]), row["source"],
+                               peer=row["peer"], control_id=row["control_id"],
+                               received=row["received_at"])
+    except CannotReevaluate as e:
+        raise ActionRefused(str(e)) from None
+    record = ev.record
+    await store_reevaluation(conn, row["id"], record)
+    if record.message_type != row["message_type"]:
+        # e.g. a QC-only message from an unknown instrument was stored as a
+        # patient message (not mapped): now it is known to be QC.
+        await conn.execute("UPDATE message SET message_type = $2 WHERE id = $1",
+                           row["id"], record.message_type)
+    runs = await pipeline.store_qc(conn, row["id"], ev)
+    return Outcome(row["id"], "replay", record.status, _rejecting_codes(record.verdict_json),
+                   history=record.history,
+                   after_commit=(lambda: pipeline.note_qc(runs)) if runs else None)
+
+
+def _rejecting_codes(verdict_json: str) -> str:
+    return " ".join(sorted({i["code"] for i in _issues(verdict_json)
+                            if i.get("severity") in ("error", "fatal")}))
 
 
 def _issues(verdict_json: str) -> list[dict]:

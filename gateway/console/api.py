@@ -8,6 +8,7 @@ so is every action (with the reason the administrator gave).
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timezone
 
 import orjson
@@ -17,9 +18,10 @@ from .. import audit, users
 from .. import logging as log_setup
 from ..authz import require
 from ..security.jsonsafe import JsonLimitError, load_json
+from ..security.metrics import limit_counter
 from . import actions, instruments_view, queries
 from .queries import MessageFilter
-from .security import HEADERS
+from .security import HEADERS, client_address
 
 log = log_setup.get("labgate.console")
 BULK_MAX = 1000
@@ -77,13 +79,32 @@ class AdminApi:
         data = await _body(request)   # JSON only: a cross-site form cannot post it
         name, password = str(data.get("name", "")), str(data.get("password", ""))
         cfg = self.gw.config.console
-        who = await users.login(self.pool, name, password, lockout_attempts=cfg.lockout_attempts,
-                                lockout_minutes=cfg.lockout_minutes)
+        address = client_address(request)
+        result = await users.attempt_login(self.pool, name, password, address=address,
+                                           limits=users.LoginLimits.from_config(cfg))
+        if result.retry_after is not None:
+            # Throttled: the password was not checked. The log names the address and
+            # its failure count only, never the name or password that was sent.
+            limit_counter(self.gw.metrics).labels("login", "console").inc()
+            wait = max(1, math.ceil(result.retry_after))
+            log.info("console.login_throttled", peer=address, failures=result.address_failures,
+                     retry_after_s=wait)
+            return web.Response(
+                status=429, content_type="application/json", headers={"Retry-After": str(wait)},
+                body=orjson.dumps({"error": "throttled",
+                                   "detail": f"too many failed logins from this address; retry in {wait} s"}))
+        who = result.principal
         async with self.pool.acquire() as conn:
             if who is None:
+                detail = ("login throttle engaged: this failure reached the limit for the"
+                          " address, or for the address and this name" if result.throttled_now else None)
                 await audit.record(conn, who=None, action="console.login", outcome="denied",
-                                   resource_type="User", resource_id=name[:64], peer=request.remote)
-                log.info("console.login_failed", peer=request.remote)
+                                   resource_type="User", resource_id=name[:64], peer=request.remote,
+                                   detail=detail)
+                log.info("console.login_failed", peer=address, failures=result.address_failures)
+                if result.throttled_now:
+                    log.warning("console.login_throttle_engaged", peer=address,
+                                failures=result.address_failures)
                 return _json({"error": "login failed",
                               "detail": "wrong name or password, or the account is locked"}, 401)
             token, csrf = await users.start_session(conn, who.name, minutes=cfg.session_minutes,
@@ -183,7 +204,7 @@ class AdminApi:
                 out = await fn(conn, mid, who, reason, request.remote)
         except actions.ActionRefused as e:
             return _json({"error": "refused", "detail": str(e)}, 409)
-        self.gw.validator.remember(out.history)   # committed
+        out.committed(self.gw.validator)
         log.info("console.action", action=out.action, message_id=mid, result=out.result, user=who.name)
         return _json(out.to_dict())
 
@@ -214,7 +235,7 @@ class AdminApi:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     out = await actions.replay(self.gw, conn, mid, who, reason, request.remote)
-                self.gw.validator.remember(out.history)   # committed
+                out.committed(self.gw.validator)
                 results.append(out.to_dict())
             except actions.ActionRefused as e:
                 results.append({"message_id": mid, "action": "replay", "result": "refused",

@@ -6,8 +6,11 @@ refused, no referrer, no MIME sniffing, and ``Cache-Control: no-store``
 (the console shows patient data; nothing of it may stay in a cache).
 Any state-changing request authenticated by a session cookie must carry the
 session's CSRF token, wherever it is sent.
+``client_address`` is the address the login throttle counts against.
 """
 from __future__ import annotations
+
+import ipaddress
 
 from aiohttp import web
 
@@ -60,3 +63,25 @@ async def csrf_guard(request: web.Request, handler):
         return web.json_response({"error": "csrf", "detail": "missing or wrong X-CSRF-Token"},
                                  status=403)
     return await handler(request)
+
+
+def client_address(request: web.Request) -> str:
+    """The client address the login throttle counts against.
+
+    The TCP peer address, never a header: the gateway has no notion of a
+    trusted proxy, and X-Forwarded-For from anyone else is whatever the
+    attacker wants it to be (a fresh address for every guess). IPv4 (also
+    IPv4-mapped IPv6) counts per address; IPv6 per /64 prefix, since one
+    host or customer routinely holds a whole /64. Behind a reverse proxy every
+    client shares the proxy's address (docs/console.md).
+    """
+    peer = request.remote or ""
+    try:
+        ip = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return peer[:64] or "unknown"      # e.g. a Unix socket: one shared bucket
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

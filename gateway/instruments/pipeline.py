@@ -24,13 +24,19 @@ operator lookups) -> route -> durable store -> QC events -> answer.
   rejected and its last frame is still ACKed after the commit; the rejection
   is logged (``instruments.astm_rejected``) and visible in the console.
   POCT1-A gets ACK AA after commit, or ACK AE whose text lists the rule codes.
+- Replay (the console): :meth:`InstrumentPipeline.evaluate` judges a stored
+  message again with the registry and QC state as they are now, writing and
+  remembering nothing; the console stores it with ``store_reevaluation``,
+  :meth:`InstrumentPipeline.store_qc` adds its QC runs in the same
+  transaction, and :meth:`InstrumentPipeline.note_qc` updates the QC cache
+  after the commit. Nothing is sent to the device: its conversation is over.
 """
 from __future__ import annotations
 
 import hashlib
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import orjson
@@ -39,6 +45,8 @@ from adapters.astm.e1394 import build_records, parse_message
 from adapters.astm.records import AstmParseError
 from adapters.astm.server import AstmReply
 from adapters.poct1a.build import LOCK, Directive, Operator, OperatorList
+from adapters.poct1a.xml import DEFAULT_MAX_BYTES, PoctXmlError
+from adapters.poct1a.xml import parse_message as parse_poct
 from mappings.astm.host_query import answer_records, query_from_record
 from mappings.astm.to_fhir import DEFAULT_QC_PATTERN, astm_to_bundle
 from mappings import systems
@@ -112,6 +120,26 @@ class Outcome:
         return text[:MAX_AE_TEXT]
 
 
+@dataclass(slots=True)
+class Evaluation:
+    """One instrument message judged now: the record storing it would write
+    and what follows the commit. Nothing is written or remembered."""
+    record: MessageRecord
+    issues: list[Issue]
+    instrument: InstrumentInfo | None = None
+    qc_events: list[dict] = field(default_factory=list)
+    queries: list = field(default_factory=list)   # ASTM Q records to answer after the commit
+
+    @property
+    def instrument_ok(self) -> bool:
+        return self.instrument is not None and not any(
+            i.code.startswith("INSTRUMENT-") for i in self.issues)
+
+
+class CannotReevaluate(Exception):
+    """A stored message that cannot be judged again (the text says why)."""
+
+
 def _answer(outcome_status: str, issues: list[Issue]) -> bytes:
     """What the device is told, as stored in ``message.ack``: b"AA", or b"AE " + text.
     A resend is answered from this, never from a new evaluation."""
@@ -141,17 +169,23 @@ class InstrumentPipeline:
     # -- ASTM -------------------------------------------------------------------
     async def astm_message(self, raw: bytes, system: str, peer: str) -> AstmReply | None:
         """One E1394 message (H..L) from ``peer`` acting as ``system``."""
-        received = datetime.now(timezone.utc)
+        ev = self._judge_astm(raw, system, peer, datetime.now(timezone.utc))
+        outcome = await self._commit(ev, system)
+        if outcome.rejected:
+            self._log_astm_rejected(system, peer, outcome.issues)
+        if ev.queries:
+            return await self._answer_queries(ev.queries, ev.instrument)
+        return None
+
+    def _judge_astm(self, raw: bytes, system: str, peer: str | None,
+                    received: datetime) -> Evaluation:
         try:
             msg = parse_message(raw)
         except AstmParseError as e:
             issue = _issue("ASTM-PARSE-ERROR", "H", f"Not an ASTM E1394 message: {e}",
                            "Ikke en ASTM E1394-melding")
-            outcome = await self._store("astm", raw, system, peer, None, "ASTM", None, [issue],
-                                        received)
-            self._log_astm_rejected(system, peer, [issue])
-            self._count(system, "ASTM", outcome)
-            return None
+            return Evaluation(self._record("astm", raw, system, peer, None, "ASTM", None,
+                                           [issue], received), [issue])
         serial = _astm_serial(msg)
         inst, issues = self._check_instrument(serial, system)
         bundle, qc_events = None, []
@@ -168,13 +202,14 @@ class InstrumentPipeline:
         # identical resend counts as a duplicate.
         own_id = header.text(3) or "sha256:" + hashlib.sha256(raw).hexdigest()[:24]
         control = f"{serial}/{header.text(14)}/{own_id}" if serial else None
-        outcome = await self._finish("astm", raw, system, peer, inst, control, kind, bundle,
-                                     issues, qc_events, received)
-        if outcome.rejected:
-            self._log_astm_rejected(system, peer, outcome.issues)
-        if msg.queries and inst is not None and not rejects(issues):
-            return await self._answer_queries(msg, inst)
-        return None
+        # Queries are answered unless the instrument or mapping checks reject
+        # (a validation finding on results in the same message does not stop it).
+        answerable = bool(msg.queries) and inst is not None and not rejects(issues)
+        ev = self._judge("astm", raw, system, peer, inst, control, kind, bundle, issues,
+                         qc_events, received)
+        if answerable:
+            ev.queries = list(msg.queries)
+        return ev
 
     def _log_astm_rejected(self, system: str, peer: str, issues: list[Issue]) -> None:
         # E1381 has no application NAK: the frame was ACKed; this line and the
@@ -182,8 +217,8 @@ class InstrumentPipeline:
         log.warning("instruments.astm_rejected", system=system, peer=peer,
                     codes=sorted({i.code for i in issues if i.rejects}))
 
-    async def _answer_queries(self, msg, inst: InstrumentInfo) -> AstmReply:
-        queries = [query_from_record(q) for q in msg.queries]
+    async def _answer_queries(self, records: list, inst: InstrumentInfo) -> AstmReply:
+        queries = [query_from_record(q) for q in records]
         specimens = [s for q in queries for s in q.specimen_ids]
         patients = [p for q in queries for p in q.patient_ids]
         orders = await open_orders_for(self._pool, specimens, patients)
@@ -222,8 +257,15 @@ class InstrumentPipeline:
 
     async def poct_observation(self, message, system: str, peer: str) -> tuple[bool, str | None]:
         """OBS.R01/R02: returns (accepted, AE text) after the commit."""
-        received = datetime.now(timezone.utc)
         serial = (message.value("DEV.serial_id") or "").strip() or self._hello_serial.get(peer)
+        ev = self._judge_poct(message, system, peer, serial, datetime.now(timezone.utc))
+        outcome = await self._commit(ev, system)
+        if outcome.rejected:
+            return False, outcome.ae_text()
+        return True, None
+
+    def _judge_poct(self, message, system: str, peer: str | None, serial: str | None,
+                    received: datetime) -> Evaluation:
         inst, issues = self._check_instrument(serial, system)
         bundle, qc_events = None, []
         if inst is not None:
@@ -232,16 +274,47 @@ class InstrumentPipeline:
             issues += map_issues
             issues += self._check_content(inst, system, bundle, qc_events, serial)
         kind = _kind("POCT1A", bundle, qc_events, False)
-        hdr_time = (message.value("HDR.creation_dttm") or "").strip()
-        # Devices number messages per conversation, so the id alone repeats
-        # across sessions: the digest makes only an identical resend a duplicate.
-        digest = hashlib.sha256(message.raw).hexdigest()[:24]
-        control = f"{serial}/{hdr_time}/{message.control_id or ''}/{digest}" if serial else None
-        outcome = await self._finish("poct1a", message.raw, system, peer, inst, control, kind,
-                                     bundle, issues, qc_events, received)
-        if outcome.rejected:
-            return False, outcome.ae_text()
-        return True, None
+        control = _poct_control_id(serial, message) if serial else None
+        return self._judge("poct1a", message.raw, system, peer, inst, control, kind, bundle,
+                           issues, qc_events, received)
+
+    # -- replay (the console) ---------------------------------------------------
+    def evaluate(self, protocol: str, raw: bytes, system: str, *, peer: str | None = None,
+                 control_id: str | None = None, received: datetime | None = None) -> Evaluation:
+        """What storing this stored instrument message now would store (parse,
+        map, instrument checks, validation with the current registry and QC
+        state, route), without writing it, remembering its history or telling
+        the device anything. ``control_id`` is the stored one: a POCT1-A
+        observation without ``DEV.serial_id`` was identified by its
+        conversation's HEL, and that serial survives only there."""
+        received = received or datetime.now(timezone.utc)
+        if protocol == "astm":
+            return self._judge_astm(raw, system, peer, received)
+        if protocol != "poct1a":
+            raise CannotReevaluate(f"not an instrument protocol: {protocol}")
+        try:
+            message = parse_poct(raw, max_bytes=max(len(raw), DEFAULT_MAX_BYTES))
+        except PoctXmlError as e:
+            raise CannotReevaluate(f"the stored POCT1-A message does not parse ({e.code})") from None
+        serial = ((message.value("DEV.serial_id") or "").strip()
+                  or _poct_serial_from_control_id(control_id, message))
+        return self._judge_poct(message, system, peer, serial, received)
+
+    async def store_qc(self, conn, message_id: int, ev: Evaluation) -> list[tuple[QcRun, bool | None]]:
+        """A re-evaluated message's QC runs, in the caller's transaction (once
+        per message and position, as on receipt; only when its instrument
+        checks pass). Give the result to :meth:`note_qc` after the commit."""
+        if not (ev.instrument_ok and ev.qc_events):
+            return []
+        return await self._insert_qc(conn, message_id, ev.qc_events, ev.instrument.serial,
+                                     ev.record.received_at)
+
+    def note_qc(self, runs: list[tuple[QcRun, bool | None]]) -> None:
+        """After the commit: newly stored QC runs update the QC state cache."""
+        for run, passed in runs:
+            self.registry.note_qc(run, passed)
+            log.info("instruments.qc_recorded", instrument=run.instrument, analysis=run.analysis,
+                     result={True: "pass", False: "fail", None: "not-judged"}[passed])
 
     # -- shared -------------------------------------------------------------------
     def _check_instrument(self, serial: str | None, system: str) -> tuple[InstrumentInfo | None, list[Issue]]:
@@ -273,8 +346,8 @@ class InstrumentPipeline:
             issues.append(analysis_not_registered(inst.serial, code))
         return issues
 
-    async def _finish(self, protocol, raw, system, peer, inst, control, kind, bundle, issues,
-                      qc_events, received) -> Outcome:
+    def _judge(self, protocol, raw, system, peer, inst, control, kind, bundle, issues,
+               qc_events, received) -> Evaluation:
         patient_results = kind in ("ASTM", "POCT1A-OBS") and bool(_observation_codes(bundle))
         history = None
         if patient_results and not rejects(issues):
@@ -283,18 +356,12 @@ class InstrumentPipeline:
             checked = self._validator.check(bundle, system, qc_state=self.registry.qc_state,
                                             operator_certified=self.registry.operator_certified)
             issues, history = issues + checked.issues, checked.history
-        outcome = await self._store(protocol, raw, system, peer, control, kind, bundle, issues,
-                                    received, route=patient_results, history=history)
-        instrument_ok = inst is not None and not any(i.code.startswith("INSTRUMENT-") for i in issues)
-        if instrument_ok:
-            await self._seen(inst.serial)
-            if qc_events and outcome.message_id is not None:
-                await self._record_qc(outcome.message_id, qc_events, inst.serial, received)
-        self._count(system, kind, outcome)
-        return outcome
+        record = self._record(protocol, raw, system, peer, control, kind, bundle, issues,
+                              received, route=patient_results, history=history)
+        return Evaluation(record, issues, inst, qc_events)
 
-    async def _store(self, protocol, raw, system, peer, control, kind, bundle, issues, received,
-                     route: bool = False, history=None) -> Outcome:
+    def _record(self, protocol, raw, system, peer, control, kind, bundle, issues, received,
+                route: bool = False, history=None) -> MessageRecord:
         if rejects(issues):
             status, dests = "rejected", []
         elif route:
@@ -302,17 +369,34 @@ class InstrumentPipeline:
             status = "accepted" if dests else "unrouted"
         else:
             status, dests = "accepted", []
-        record = MessageRecord(
+        return MessageRecord(
             source=system, protocol=protocol, peer=peer, message_type=kind, control_id=control,
             sha256=hashlib.sha256(raw).digest(), raw=raw,
             bundle_json=orjson.dumps(bundle).decode() if bundle is not None else None,
             verdict_json=orjson.dumps([i.to_dict() for i in issues]).decode(),
             status=status, ack=_answer(status, issues), received_at=received, destinations=dests,
             history=history)
+
+    async def _commit(self, ev: Evaluation, system: str) -> Outcome:
+        """Store a received message, then what follows its commit: contact,
+        QC runs, counters."""
+        outcome = await self._store(ev.record, ev.issues)
+        if ev.instrument_ok:
+            await self._seen(ev.instrument.serial)
+            if ev.qc_events and outcome.message_id is not None:
+                async with self._pool.acquire() as conn:
+                    runs = await self._insert_qc(conn, outcome.message_id, ev.qc_events,
+                                                 ev.instrument.serial, ev.record.received_at)
+                self.note_qc(runs)
+        self._count(system, ev.record.message_type, outcome)
+        return outcome
+
+    async def _store(self, record: MessageRecord, issues: list[Issue]) -> Outcome:
+        status = record.status
         try:
             result = await self._writer.write(record)
         except StoreUnavailable:    # no acknowledgement: the analyser resends
-            self._metrics.store_failures.labels(system).inc()
+            self._metrics.store_failures.labels(record.source).inc()
             raise
         if not result.duplicate:
             self._validator.remember(record.history)   # committed: now it is history
@@ -330,26 +414,25 @@ class InstrumentPipeline:
         await self._writer.write(record)
         return Outcome("rejected", [DUPLICATE_CONFLICT], None)
 
-    async def _record_qc(self, message_id: int, events: list[dict], serial: str,
-                         received: datetime) -> None:
-        async with self._pool.acquire() as conn:
-            for seq, event in enumerate(events, 1):
-                run = normalise(event, serial=serial, received=received)
-                passed, target = self.registry.targets.judge(run)
-                inserted = await conn.fetchval(
-                    "INSERT INTO qc_result (message_id, seq, instrument, analysis, material, lot,"
-                    " level, value, value_text, unit, target_low, target_high, passed, operator,"
-                    " performed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
-                    " ON CONFLICT (message_id, seq) DO NOTHING RETURNING id",
-                    message_id, seq, run.instrument or serial, run.analysis, run.material, run.lot,
-                    run.level, run.value, run.value_text, run.unit,
-                    target.low if target else None, target.high if target else None, passed,
-                    run.operator, run.performed_at)
-                if inserted is not None:
-                    self.registry.note_qc(_with_instrument(run, serial), passed)
-                    log.info("instruments.qc_recorded", instrument=run.instrument or serial,
-                             analysis=run.analysis,
-                             result={True: "pass", False: "fail", None: "not-judged"}[passed])
+    async def _insert_qc(self, conn, message_id: int, events: list[dict], serial: str,
+                         received: datetime) -> list[tuple[QcRun, bool | None]]:
+        """Insert a stored message's QC runs; returns the runs new to the table."""
+        new = []
+        for seq, event in enumerate(events, 1):
+            run = normalise(event, serial=serial, received=received)
+            passed, target = self.registry.targets.judge(run)
+            inserted = await conn.fetchval(
+                "INSERT INTO qc_result (message_id, seq, instrument, analysis, material, lot,"
+                " level, value, value_text, unit, target_low, target_high, passed, operator,"
+                " performed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                " ON CONFLICT (message_id, seq) DO NOTHING RETURNING id",
+                message_id, seq, run.instrument or serial, run.analysis, run.material, run.lot,
+                run.level, run.value, run.value_text, run.unit,
+                target.low if target else None, target.high if target else None, passed,
+                run.operator, run.performed_at)
+            if inserted is not None:
+                new.append((_with_instrument(run, serial), passed))
+        return new
 
     async def _seen(self, serial: str) -> None:
         """Record contact; at most every SEEN_EVERY_S per instrument (it is for display)."""
@@ -373,6 +456,29 @@ class InstrumentPipeline:
 
 def _with_instrument(run: QcRun, serial: str) -> QcRun:
     return run if run.instrument else replace(run, instrument=serial)
+
+
+def _poct_suffix(message) -> str:
+    """What follows the serial in a POCT1-A store control id."""
+    hdr_time = (message.value("HDR.creation_dttm") or "").strip()
+    # Devices number messages per conversation, so the id alone repeats
+    # across sessions: the digest makes only an identical resend a duplicate.
+    digest = hashlib.sha256(message.raw).hexdigest()[:24]
+    return f"/{hdr_time}/{message.control_id or ''}/{digest}"
+
+
+def _poct_control_id(serial: str, message) -> str:
+    return serial + _poct_suffix(message)
+
+
+def _poct_serial_from_control_id(control_id: str | None, message) -> str | None:
+    """The serial a stored POCT1-A message was received under (from its
+    conversation's HEL when the message names none): the store control id
+    is ``<serial>`` + the message's own suffix."""
+    suffix = _poct_suffix(message)
+    if control_id and control_id.endswith(suffix) and len(control_id) > len(suffix):
+        return control_id[:-len(suffix)]
+    return None
 
 
 def _astm_serial(msg) -> str | None:

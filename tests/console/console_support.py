@@ -26,10 +26,14 @@ def crp_table_dir(tmp_path: Path, plausible_high: str) -> Path:
 
 
 def set_crp_high(d: Path, plausible_high: str) -> None:
+    set_plausible_high(d, "NPU19748", plausible_high)
+
+
+def set_plausible_high(d: Path, analysis: str, plausible_high: str) -> None:
     path = d / "analyses.csv"
     lines = path.read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
-        if line.startswith("NPU19748,"):
+        if line.startswith(analysis + ","):
             cells = line.split(",")
             cells[8] = plausible_high     # plausible_high column
             lines[i] = ",".join(cells)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import expect
-from console_support import ADMIN_PW, glucose, set_crp_high
+from console_support import ADMIN_PW, glucose, set_crp_high, set_plausible_high
 
 from support import oru_r01
 
@@ -156,6 +156,36 @@ async def test_find_rejected_message_and_replay_after_table_fix(console, browser
     assert "accepted" in await page.text_content("#message-facts")
     assert await page.locator("#attempts tbody tr").count() == 1
     await shoot(page, "message-replayed")
+
+
+@pytest.mark.console_instruments
+async def test_replay_button_replays_a_rejected_instrument_message(console, browser):
+    from adapters.poct1a.simulator import run_simulation
+    page = browser
+    set_plausible_high(console.tables, "NPU27300", "40")     # HbA1c 48 mmol/mol looks implausible
+    admin = await console.client("ada", ADMIN_PW)
+    assert (await admin.post("/api/admin/tables/reload", {"reason": "test setup"})).status == 200
+    t = await asyncio.wait_for(run_simulation("127.0.0.1", console.gw.listeners["poct-in"].port,
+                                              scenario="hba1c", qc_first=True), 30)
+    assert [e.split(":")[0] for e in t["gateway_errors"]] == ["VALUE-IMPLAUSIBLE"], t
+    listed = await (await admin.get("/api/admin/messages?source=poc-poct&status=rejected")).json()
+    [mid] = [m["id"] for m in listed["messages"]]
+    set_plausible_high(console.tables, "NPU27300", "200")
+    assert (await admin.post("/api/admin/tables/reload", {"reason": "HbA1c limit fixed"})).status == 200
+    await login(page, console)
+    await page.goto(console.base + f"/console/#/message/{mid}")
+    await page.wait_for_selector("#verdict")
+    assert "VALUE-IMPLAUSIBLE" in await page.locator("#verdict .rule-code").all_text_contents()
+    await page.wait_for_selector("#raw pre.xml")
+    await expect(page.locator("#replay")).to_be_enabled()
+    await page.fill("#action-reason", "HbA1c plausibility limit fixed")
+    await page.click("#replay")
+    await page.wait_for_selector("#action-result .msg")
+    assert "replay: accepted" in await page.text_content("#action-result")
+    facts = await page.text_content("#message-facts")
+    assert "accepted" in facts and "POCT1A-OBS" in facts and "poct1a" in facts
+    assert await page.locator("#outbox tr[data-outbox] .outbox-state").all_text_contents() == ["held"]
+    await shoot(page, "message-instrument-replayed")
 
 
 async def test_acknowledge_a_critical_result(console, browser):
