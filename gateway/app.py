@@ -17,6 +17,7 @@ from . import logging as log_setup
 from . import migrate
 from .config import Config, Listener
 from .delivery import DeliveryService
+from .eventloop import running_loop_name
 from .embedded_pg import EmbeddedPostgres, home
 from .http_api import HttpApi
 from .metrics import Metrics
@@ -91,7 +92,7 @@ class Gateway:
         self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._db_url)
         await self._delivery.start()
         await self._start_http()
-        log.info("gateway.started", http_port=self.http_port,
+        log.info("gateway.started", http_port=self.http_port, event_loop=running_loop_name(),
                  listeners={n: s.port for n, s in self.listeners.items()})
 
     async def _start_listener(self, lst: Listener, pipeline: Hl7Pipeline) -> None:

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import eventloop
 from . import logging as log_setup
 from .config import ConfigError, load
 
@@ -79,7 +80,7 @@ def _serve(args) -> int:
     config = _load_or_exit(args.config)
     log_setup.configure(args.log_level)
     try:
-        asyncio.run(_run_until_signal(config))
+        eventloop.run(_run_until_signal(config), config.gateway.event_loop)
     except ConfigError as e:   # found at start-up, e.g. a bad rule table (file:line: reason)
         print(f"labgate: configuration error: {e}", file=sys.stderr)
         return 2
@@ -106,7 +107,7 @@ def _demo(args) -> int:
     os.environ.setdefault("LABGATE_HOME", str(Path("./var").resolve()))
     config = _load_or_exit(DEMO_CONFIG)
     log_setup.configure(args.log_level)
-    asyncio.run(_run_until_signal(config, on_started=_demo_banner))
+    eventloop.run(_run_until_signal(config, on_started=_demo_banner), config.gateway.event_loop)
     return 0
 
 

@@ -30,6 +30,8 @@ class _Strict(BaseModel):
 class GatewaySection(_Strict):
     name: str = Field("LABGATE", description="MSH-3 of the acknowledgements the gateway sends")
     facility: str = Field("", description="MSH-4 of the acknowledgements the gateway sends")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="auto: uvloop where installed, else asyncio's own loop (docs/performance.md)")
 
 
 class HttpClientCert(_Strict):
