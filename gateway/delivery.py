@@ -56,17 +56,11 @@ FOR UPDATE OF o SKIP LOCKED
 _CLAIM_ORDERED = _CLAIM.format(due="", order="o.id")
 _CLAIM_DUE = _CLAIM.format(due="AND o.next_attempt_at <= now()", order="o.next_attempt_at, o.id")
 
+# The round's outcomes and attempt rows, committed without waiting for the
+# WAL flush (migration 0016 says why that keeps at-least-once delivery).
 _FINISH = """
-UPDATE outbox o SET state = u.state, attempts = u.attempts, last_error = u.error,
-       next_attempt_at = u.next_at, done_at = CASE WHEN u.state <> 'pending' THEN now() END
-FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::timestamptz[])
-     AS u(id, state, attempts, error, next_at)
-WHERE o.id = u.id
-"""
-
-_ATTEMPTS = """
-INSERT INTO delivery_attempt (outbox_id, outcome, detail, duration_ms)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[])
+SELECT labgate_finish_deliveries($1::bigint[], $2::text[], $3::int[], $4::text[],
+                                 $5::timestamptz[], $6::text[], $7::text[], $8::int[])
 """
 
 
@@ -286,8 +280,8 @@ class DeliveryService:
 
     async def _send_rows(self, conn, dest: Destination, rows) -> int:
         sender = self._senders[dest.name]
-        upd = ([], [], [], [], [])
-        att = ([], [], [], [])
+        upd = ([], [], [], [], [])   # id, state, attempts, error, next attempt
+        att = ([], [], [])           # outcome, detail, duration ms
         sent = 0
         for row in rows:
             if row["next_attempt_at"] > datetime.now(timezone.utc):
@@ -311,13 +305,12 @@ class DeliveryService:
                                 attempts=attempts)
             for col, v in zip(upd, (row["id"], state, attempts, error, next_at)):
                 col.append(v)
-            for col, v in zip(att, (row["id"], outcome, detail, int((time.perf_counter() - t0) * 1000))):
+            for col, v in zip(att, (outcome, detail, int((time.perf_counter() - t0) * 1000))):
                 col.append(v)
             if state == "pending" and dest.ordered:
                 break   # keep order: nothing after a failed row goes first
         if upd[0]:
-            await conn.execute(_FINISH, *upd)
-            await conn.execute(_ATTEMPTS, *att)
+            await conn.execute(_FINISH, *upd, *att)
         return len(upd[0]) if sent else 0
 
 

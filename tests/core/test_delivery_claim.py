@@ -64,3 +64,33 @@ async def test_claim_reads_the_batch_not_the_history(db_url, query):
         assert _outbox_rows_read(plan) <= 2 * BATCH, json.dumps(plan, indent=1)[:3000]
     finally:
         await conn.close()
+
+
+async def test_finishing_a_round_records_outcomes_without_waiting_for_the_flush(db_url):
+    """Migration 0016: outcome and attempt rows in one call; only that
+    transaction commits asynchronously, the connection's next one does not."""
+    from datetime import datetime, timezone
+
+    from gateway.delivery import _FINISH
+    now = datetime.now(timezone.utc)
+    conn = await asyncpg.connect(db_url)
+    try:
+        await _outbox_with_history(conn)
+        ids = [r["id"] for r in await conn.fetch(_CLAIM_ORDERED, "lis", 2)]
+        async with conn.transaction():
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            await conn.execute(_FINISH, ids, ["delivered", "pending"], [1, 1], [None, "timeout"],
+                               [now, now], ["delivered", "timeout"], ["AA", "no ACK in 2 s"], [3, 2000])
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        rows = await conn.fetch(
+            "SELECT o.state, o.attempts, o.last_error, o.done_at IS NOT NULL AS done,"
+            " a.outcome, a.detail, a.duration_ms FROM outbox o JOIN delivery_attempt a ON a.outbox_id = o.id"
+            " WHERE o.id = ANY($1) ORDER BY o.id", ids)
+        assert [tuple(r) for r in rows] == [("delivered", 1, None, True, "delivered", "AA", 3),
+                                            ("pending", 1, "timeout", False, "timeout", "no ACK in 2 s", 2000)]
+        assert await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'results.deliver' AND resource_id::bigint IN"
+            " (SELECT message_id FROM outbox WHERE id = $1)", ids[0]) == 1
+    finally:
+        await conn.close()
