@@ -5,10 +5,10 @@
 A VARIANT is ``label=ROOT[,KEY=VALUE...]``: ROOT is the checkout whose
 gateway runs ("." for this one, or a ``git archive`` snapshot of another
 commit), and each KEY=VALUE is put into the ``[gateway]`` table of its
-configuration, e.g.::
+configuration (``dest.KEY=VALUE``: into the MLLP destination's), e.g.::
 
     python -m bench.ab before=/tmp/snap-a84e13b after=. \\
-        after-asyncio=.,event_loop='"asyncio"' --rounds 3
+        after-asyncio=.,event_loop='"asyncio"' after-nogather=.,dest.gather_ms=0 --rounds 3
 
 One run of ``bench.run`` against another on this shared 2-core machine
 differs by ±15 % (disk fsync latency and neighbours change over minutes),
@@ -51,11 +51,12 @@ def run_variant(pg, work: Path, label: str, root: Path, settings: list[str], rnd
     vwork = work / f"{label}-{rnd}"
     vwork.mkdir()
     toml = harness.gateway_toml   # the variant's settings go into [gateway]
+    gateway = "".join(s + "\n" for s in settings if not s.startswith("dest."))
+    dest = "".join(s[len("dest."):] + "\n" for s in settings if s.startswith("dest."))
 
     def with_settings(*a, **k):
-        text = toml(*a, **k)
-        return text.replace('facility = "BENCH"\n', 'facility = "BENCH"\n' + "".join(
-            s + "\n" for s in settings), 1)
+        text = toml(*a, **k).replace('facility = "BENCH"\n', 'facility = "BENCH"\n' + gateway, 1)
+        return text.replace("ack_timeout_s = 5.0\n", "ack_timeout_s = 5.0\n" + dest, 1)
 
     harness.gateway_toml = with_settings
     try:

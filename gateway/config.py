@@ -235,6 +235,9 @@ class Destination(_Strict):
     ack_timeout_s: float = Field(30.0, gt=0)
     ordered: bool = Field(True, description="deliver strictly in order (one sender at a time across gateways)")
     batch: int = Field(50, ge=1, le=1000)
+    gather_ms: float = Field(10.0, ge=0, le=1000, description=(
+        "after a round that emptied the queue, wait this long before the next, so rows "
+        "arriving meanwhile share one claim and one commit; 0 = claim again at once"))
     tls: DestinationTls | None = Field(None, description="MLLP over TLS (mllp destinations)")
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ import random
 import time
 import zlib
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import asyncpg
 
@@ -172,6 +173,15 @@ def _check_ack(reply: bytes) -> str:
     raise SendFailed("rejected", f"{code or 'no MSA'}: {text}"[:500])
 
 
+class Round(NamedTuple):
+    """One delivery round: rows finished (0 when none was delivered), how
+    long to wait for a NOTIFY before looking again, and whether to look again
+    at once."""
+    finished: int
+    wait: float
+    again: bool = False
+
+
 class DeliveryService:
     """Runs one delivery loop per push destination, woken by NOTIFY."""
 
@@ -241,42 +251,51 @@ class DeliveryService:
 
     async def _loop(self, dest: Destination) -> None:
         wake = self._wake[dest.name]
+        gather = dest.gather_ms / 1000
         while not self._stopping:
+            # Cleared before the claim, so a NOTIFY for rows committed after
+            # the claim's snapshot leaves it set and is never lost.
+            wake.clear()
             try:
                 async with asyncio.timeout(ROUND_TIMEOUT + dest.batch * dest.ack_timeout_s):
-                    worked, wait = await self.run_once(dest)
+                    done = await self.run_once(dest)
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
                 log.warning("delivery.db_error", destination=dest.name, error=type(e).__name__)
-                worked, wait = False, POLL_SECONDS
+                done = Round(0, POLL_SECONDS)
             except asyncio.CancelledError:
                 raise
             except Exception as e:   # a loop that dies silently strands its queue
                 log.error("delivery.round_failed", destination=dest.name, error=type(e).__name__)
-                worked, wait = False, POLL_SECONDS
-            if worked:
+                done = Round(0, POLL_SECONDS)
+            if done.again:
                 continue
-            wake.clear()
+            if done.finished and gather:
+                await asyncio.sleep(gather)   # let the next round find more than one row
+            if wake.is_set():
+                continue
             try:
-                await asyncio.wait_for(wake.wait(), timeout=wait)
+                await asyncio.wait_for(wake.wait(), timeout=done.wait)
             except asyncio.TimeoutError:
                 pass
 
-    async def run_once(self, dest: Destination) -> tuple[bool, float]:
-        """Claim and send one batch. Returns (did work, seconds to wait if not)."""
+    async def run_once(self, dest: Destination) -> "Round":
+        """Claim and send one batch."""
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             if dest.ordered:
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(dest.name)):
-                    return False, POLL_SECONDS
+                    return Round(0, POLL_SECONDS)
                 rows = await conn.fetch(_CLAIM_ORDERED, dest.name, dest.batch)
             else:
                 rows = await conn.fetch(_CLAIM_DUE, dest.name, dest.batch)
             if not rows:
-                return False, POLL_SECONDS
+                return Round(0, POLL_SECONDS)
             now = datetime.now(timezone.utc)
             if rows[0]["next_attempt_at"] > now:   # ordered: the head row is backing off
-                return False, min(POLL_SECONDS * 5, (rows[0]["next_attempt_at"] - now).total_seconds())
+                return Round(0, min(POLL_SECONDS * 5, (rows[0]["next_attempt_at"] - now).total_seconds()))
             done = await self._send_rows(conn, dest, rows)
-        return done > 0, POLL_SECONDS
+        # A full batch, or one cut short by a failure or a row not yet due:
+        # look again at once (the next claim works out how long to wait).
+        return Round(done, POLL_SECONDS, again=done > 0 and (len(rows) >= dest.batch or done < len(rows)))
 
     async def _send_rows(self, conn, dest: Destination, rows) -> int:
         sender = self._senders[dest.name]
