@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import eventloop
+from . import eventloop, heap
 from . import logging as log_setup
 from .config import ConfigError, load
 
@@ -91,6 +91,7 @@ async def _run_until_signal(config, on_started=None) -> None:
     from .app import Gateway
     gw = Gateway(config)
     await gw.start()
+    log_setup.get("labgate.cli").info("gateway.heap_settled", permanent_objects=heap.settle())
     try:
         if on_started:
             await on_started(gw)
