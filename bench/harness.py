@@ -16,6 +16,7 @@ import asyncpg
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
 def free_port() -> int:
@@ -182,8 +183,7 @@ def start_gateway(config_path: Path, db_url: str, log_path: Path, *,
     cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
            "--log-level", "warning"]
     if profile_to is not None:
-        pyspy = Path(sys.executable).parent / "py-spy"
-        cmd = [str(pyspy), "record", "--format", "raw", "--rate", "250", "--nonblocking",
+        cmd = [str(PY_SPY), "record", "--format", "raw", "--rate", "250", "--nonblocking",
                "-o", str(profile_to), "--"] + cmd
     return subprocess.Popen(cmd, cwd=gateway_root(), env=env, stdout=open(log_path, "ab"),
                             stderr=subprocess.STDOUT)
@@ -298,4 +298,20 @@ def machine() -> dict:
         "python": platform.python_version(),
         "node": node,
         "kernel": platform.release(),
+        "writeback": page_cache_writeback(),
     }
+
+
+def page_cache_writeback() -> str:
+    """When the kernel writes dirty pages back: PostgreSQL's WAL fsyncs wait
+    behind a large writeback, which decides the ACK latency's tail
+    (docs/deployment.md, host settings)."""
+    vm = Path("/proc/sys/vm")
+    try:
+        nbytes = int((vm / "dirty_background_bytes").read_text())
+        expire = int((vm / "dirty_expire_centisecs").read_text()) / 100
+        ratio = (vm / "dirty_background_ratio").read_text().strip()
+    except OSError:
+        return "unknown"
+    start = f"{nbytes // 2**20} MB" if nbytes else f"{ratio} % of memory"
+    return f"background writeback from {start} dirty or after {expire:g} s"

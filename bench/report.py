@@ -27,7 +27,8 @@ def markdown(rows: list[dict], notes: list[str], mach: dict, quick: bool) -> str
     out = [f"Run {when}{' (--quick: small counts, tooling check only)' if quick else ''} on "
            f"{mach['nproc']} × {mach['cpu']}, {mach['memory_gb']} GB RAM, Linux {mach['kernel']}, "
            f"Python {mach['python']}, node {mach['node']}; load average at start {mach['loadavg']}, "
-           f"at end {mach.get('loadavg_end', '?')}. Load generators run on the same machine.", "",
+           f"at end {mach.get('loadavg_end', '?')}; page cache: {mach.get('writeback', '?')}. "
+           f"Load generators run on the same machine.", "",
            "| " + " | ".join(h for _, h in COLUMNS) + " |",
            "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
     for r in rows:

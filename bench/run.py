@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update-docs", action="store_true",
                     help="put the table into docs/performance.md (between the bench markers)")
     args = ap.parse_args(argv)
+    if args.profile and not harness.PY_SPY.exists():
+        ap.error(f"--profile needs {harness.PY_SPY}: pip install -e '.[bench]'")
     parts = set(args.parts.split(","))
     scale = 0.15 if args.quick else 1.0
     args.out.mkdir(parents=True, exist_ok=True)
