@@ -96,11 +96,17 @@ class Segment:
 
     def _split_field(self, n: int) -> list[list[str]]:
         """Split field ``n`` into repetitions of components and cache the result."""
+        f = self.fields
+        raw = f[n] if 0 < n < len(f) else ""
         if n <= 2 and self.name == "MSH":
-            split = [[self.field(n)]]
+            split = [[raw]]
+        elif not raw:
+            split = []
+        elif self.seps.repetition not in raw:    # the common case, without the extra list
+            split = [raw.split(self.seps.component)]
         else:
             comp = self.seps.component
-            split = [r.split(comp) for r in self.repetitions(n)]
+            split = [r.split(comp) for r in raw.split(self.seps.repetition)]
         self._split[n] = split
         return split
 
