@@ -3,7 +3,7 @@
 CPython's full (generation 2) collection walks every tracked object in the
 process. After start-up that is ~50,000 objects that live for ever (modules,
 configuration, rule tables, the FHIR models), and a full collection while
-messages flow took 16-34 ms in the benchmark: every message in flight waits
+messages flow took 16-38 ms in the benchmark: every message in flight waits
 for it, and it was most of the ACK latency's p99 at 500 msg/s
 (docs/performance.md). ``settle`` moves what exists once the gateway has
 started into the permanent generation, so later full collections walk only

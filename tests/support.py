@@ -6,6 +6,13 @@ import asyncio
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+HL7V2_CORPUS = REPO_ROOT / ".." / "shared" / "corpus" / "hl7v2"
+
+
+def corpus_oru_r01_files() -> list[Path]:
+    """Every ORU^R01 in the corpus, valid and invalid ([] without a corpus)."""
+    return [p for kind in ("valid", "invalid") for p in sorted((HL7V2_CORPUS / kind).glob("*.hl7"))
+            if b"|ORU^R01" in p.read_bytes()[:400]]
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 

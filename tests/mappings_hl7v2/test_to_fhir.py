@@ -17,12 +17,12 @@ from mappings.hl7v2.from_fhir import bundle_to_oru_r01
 from mappings.hl7v2.parser import parse
 from mappings.hl7v2.separators import DEFAULT
 from mappings.hl7v2.to_fhir import resource_uuid, to_bundle
+from support import corpus_oru_r01_files
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
 CORPUS = HERE.parents[1] / ".." / "shared" / "corpus" / "hl7v2"
-ORU_FILES = [p for kind in ("valid", "invalid") for p in sorted((CORPUS / kind).glob("*.hl7"))
-             if b"|ORU^R01" in p.read_bytes()[:400]]
+ORU_FILES = corpus_oru_r01_files()
 BACK_TS = datetime.fromisoformat("2025-03-14T22:16:00+01:00")
 MSH = ("MSH|^~\\&|POCDM|LEGEVAKT-XBY^4210001^L|LABGW|KOMMUNE-XBY^4210000^L|"
        "20250314093200+0100||ORU^R01^ORU_R01|CTRL-1|P|2.5.1|||AL|NE||UNICODE UTF-8")
