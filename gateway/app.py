@@ -19,7 +19,9 @@ from .config import Config, Listener
 from .delivery import DeliveryService
 from .eventloop import running_loop_name
 from .embedded_pg import EmbeddedPostgres, home
+from .history_feed import HistoryFeed, new_instance_id
 from .http_api import HttpApi
+from .listen import PgListener
 from .metrics import Metrics
 from .pipeline import Hl7Pipeline
 from .routing import Router
@@ -52,6 +54,7 @@ class Gateway:
         self.listeners: dict[str, MllpServer] = {}
         self._writer: MessageWriter | None = None
         self._delivery: DeliveryService | None = None
+        self._listen: PgListener | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
@@ -66,12 +69,20 @@ class Gateway:
             self._db_url = await asyncio.to_thread(self._embedded.start)
             log.info("db.embedded_started", data_dir=str(self._home / "pgdata"))
         db = self.config.database
-        self.pool = await create_pool(self._db_url, min_size=db.pool_min, max_size=db.pool_max)
+        instance = new_instance_id()
+        self.pool = await create_pool(self._db_url, min_size=db.pool_min, max_size=db.pool_max,
+                                      instance=instance)
         async with self.pool.acquire() as conn:
             applied = await migrate.apply(conn)
         if applied:
             log.info("db.migrated", applied=applied)
-        # Delta / duplicate-order history into memory before the first message.
+        # One LISTEN connection: new outbox rows, and the history other gateways store.
+        self._listen = PgListener(self._db_url)
+        self.history_feed = HistoryFeed(self.validator, self.pool, instance, self._listen)
+        self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._listen)
+        await self._listen.start()
+        # Delta / duplicate-order history into memory before the first message
+        # (after LISTEN, so nothing committed meanwhile is missed).
         log.info("validation.history_loaded", rows=await self.validator.prefetch(self.pool))
         self._writer = MessageWriter(self.pool, writers=db.writers, max_batch=db.group_commit_max)
         pipeline = Hl7Pipeline(writer=self._writer, router=Router(self.config), metrics=self.metrics,
@@ -89,7 +100,6 @@ class Gateway:
                 self.listeners[lst.name] = await self.instruments.start_listener(lst)
                 continue
             await self._start_listener(lst, pipeline)
-        self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._db_url)
         await self._delivery.start()
         await self._start_http()
         log.info("gateway.started", http_port=self.http_port, event_loop=running_loop_name(),
@@ -167,6 +177,8 @@ class Gateway:
             await server.stop()
         if self._delivery:
             await self._delivery.stop()
+        if self._listen:
+            await self._listen.stop()
         if self._runner:
             await self._runner.cleanup()
         if self._writer:

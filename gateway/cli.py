@@ -89,16 +89,18 @@ def _serve(args) -> int:
 
 async def _run_until_signal(config, on_started=None) -> None:
     from .app import Gateway
+    # Handlers first: a SIGTERM during start-up (a supervisor giving up, a
+    # rolling restart) still stops the gateway cleanly once it has started.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     gw = Gateway(config)
     await gw.start()
     log_setup.get("labgate.cli").info("gateway.heap_settled", permanent_objects=heap.settle())
     try:
-        if on_started:
+        if on_started and not stop.is_set():
             await on_started(gw)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         await gw.stop()

@@ -29,6 +29,7 @@ from mappings.hl7v2.parser import Hl7ParseError, parse
 
 from . import logging as log_setup
 from .config import Config, Destination
+from .listen import PgListener
 from .metrics import Metrics
 from .store import NOTIFY_CHANNEL
 
@@ -36,8 +37,6 @@ log = log_setup.get("labgate.delivery")
 
 POLL_SECONDS = 1.0
 ACQUIRE_TIMEOUT = 10.0        # waiting for a pool connection
-CONNECT_TIMEOUT = 10.0        # opening the LISTEN connection
-LISTEN_CHECK_SECONDS = 0.5    # how often the LISTEN connection's health is looked at
 ROUND_TIMEOUT = 30.0          # one claim+send+record round, plus ack_timeout per row
 
 _CLAIM = """
@@ -185,54 +184,28 @@ class Round(NamedTuple):
 class DeliveryService:
     """Runs one delivery loop per push destination, woken by NOTIFY."""
 
-    def __init__(self, pool: asyncpg.Pool, config: Config, metrics: Metrics, db_url: str):
+    def __init__(self, pool: asyncpg.Pool, config: Config, metrics: Metrics, listener: PgListener):
         self._pool = pool
         self._config = config
         self._metrics = metrics
-        self._db_url = db_url
         self._dests = [d for d in config.destinations if d.type != "pull"]
         self._wake = {d.name: asyncio.Event() for d in self._dests}
         self._senders = {d.name: _sender_for(d, config, pool) for d in self._dests}
         self._tasks: list[asyncio.Task] = []
-        self._listen_conn: asyncpg.Connection | None = None
         self._stopping = False
+        if self._dests:
+            # Notifications sent while the LISTEN connection was down are
+            # lost, so every loop is woken once after it is re-opened.
+            listener.subscribe(NOTIFY_CHANNEL, self._on_notify, on_reconnect=self._wake_all)
 
     async def start(self) -> None:
-        if not self._dests:
-            return
-        await self._listen()
-        self._tasks.append(asyncio.create_task(self._keep_listening(), name="deliver-listen"))
+        """Start the loops; the listener they subscribed to is started by the caller."""
         for d in self._dests:
             self._tasks.append(asyncio.create_task(self._loop(d), name=f"deliver-{d.name}"))
 
-    async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._db_url, timeout=CONNECT_TIMEOUT)
-        await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        self._listen_conn = conn
-
-    async def _keep_listening(self) -> None:
-        """Re-open LISTEN when its connection drops (e.g. a PostgreSQL restart).
-
-        Notifications sent while it was down are lost, so every loop is woken
-        once after reconnecting to look for work itself.
-        """
-        delay = 0.2
-        while not self._stopping:
-            conn = self._listen_conn
-            if conn is not None and not conn.is_closed():
-                await asyncio.sleep(LISTEN_CHECK_SECONDS)
-                continue
-            try:
-                await self._listen()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as e:
-                log.warning("delivery.listen_reconnect_failed", error=type(e).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            log.info("delivery.listen_reconnected")
-            for ev in self._wake.values():
-                ev.set()
+    def _wake_all(self) -> None:
+        for ev in self._wake.values():
+            ev.set()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -241,8 +214,6 @@ class DeliveryService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for s in self._senders.values():
             await s.close()
-        if self._listen_conn is not None:
-            await self._listen_conn.close()
 
     def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
         ev = self._wake.get(payload)

@@ -197,6 +197,11 @@ def _columns(records: list[MessageRecord]) -> list[list]:
     ]
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10,
+                      instance: str = "") -> asyncpg.Pool:
+    """The gateway's pool. ``instance`` is set as ``labgate.instance`` on every
+    connection (a startup setting, so the pool's reset keeps it): the history
+    notifications of migration 0017 carry it (gateway/history_feed.py)."""
+    settings = {"labgate.instance": instance} if instance else None
     return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                     command_timeout=60)
+                                     command_timeout=60, server_settings=settings)

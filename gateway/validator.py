@@ -119,32 +119,53 @@ class Validator:
             self.orders.add(history.patient_key, code, at)
 
     async def prefetch(self, pool) -> int:
-        """Load the history still inside the configured windows; returns rows read."""
+        """Load the history still inside the configured windows; returns rows read.
+        Safe to repeat (a row already known is not added twice)."""
         t = self._tables
-        to_analysis = {lc: a.code for lc, a in t.by_loinc.items() if a.code in t.delta}
-        to_analysis.update({c: c for c in t.delta})
+        codes = self._delta_codes()
         days = max(t.max_delta_window_minutes / 1440, 0)
         rows = 0
         async with pool.acquire() as conn:
-            if to_analysis:
+            if codes:
                 got = await conn.fetch(
                     "SELECT patient_key, code, observed_at, value, unit FROM validation_result"
                     " WHERE code = ANY($1::text[]) AND observed_at > now() - $2 * interval '1 day'"
-                    " ORDER BY observed_at DESC LIMIT $3", list(to_analysis), days, _ROWS_LIMIT)
-                for r in got:
-                    self.results.add(r["patient_key"], to_analysis[r["code"]],
-                                     PreviousResult(r["observed_at"], r["value"], r["unit"]))
+                    " ORDER BY observed_at DESC LIMIT $3", list(codes), days, _ROWS_LIMIT)
+                self.learn_results(got)
                 rows += len(got)
             got = await conn.fetch(
                 "SELECT patient_key, code, ordered_at FROM validation_order"
                 " WHERE ordered_at > now() - $1::interval ORDER BY ordered_at DESC LIMIT $2",
                 self._dup_window, _ROWS_LIMIT)
-            for r in got:
-                a = t.analyses.get(r["code"]) or t.by_loinc.get(r["code"])
-                if a is not None:
-                    self.orders.add(r["patient_key"], a.code, r["ordered_at"])
+            self.learn_orders(got)
             rows += len(got)
         return rows
+
+    def learn_results(self, rows) -> None:
+        """Add stored ``validation_result`` rows (patient key, code, observed at,
+        value, unit), e.g. another gateway's: only analyses with delta limits.
+        The code may be an analysis code or a LOINC code, as the table holds it."""
+        codes = self._delta_codes()
+        add = self.results.add
+        for patient, code, at, value, unit in rows:
+            analysis = codes.get(code)
+            if analysis is not None:
+                add(patient, analysis, PreviousResult(at, value, unit))
+
+    def learn_orders(self, rows) -> None:
+        """Add stored ``validation_order`` rows (patient key, code, ordered at)."""
+        t = self._tables
+        for patient, code, at in rows:
+            a = t.analyses.get(code) or t.by_loinc.get(code)
+            if a is not None:
+                self.orders.add(patient, a.code, at)
+
+    def _delta_codes(self) -> dict[str, str]:
+        """Stored result code → analysis code, for the analyses DELTA-CHECK reads."""
+        t = self._tables
+        codes = {lc: a.code for lc, a in t.by_loinc.items() if a.code in t.delta}
+        codes.update({c: c for c in t.delta})
+        return codes
 
     def reload(self, tables: Tables) -> None:
         """Swap in re-read tables (e.g. after a bioengineer changed a limit)."""

@@ -17,18 +17,26 @@ async def test_serve_freezes_the_start_up_heap(db_url, tmp_path):
     cfg["listeners"][0]["port"] = port = free_port()
     (tmp_path / "gw.toml").write_text(to_toml(cfg))
     env = dict(os.environ, LABGATE_DATABASE_URL=db_url, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(tmp_path / "gw.toml")],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", "--config", str(tmp_path / "gw.toml"),
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
     try:
         await wait_for_port(port)
-        await asyncio.sleep(0.2)
+        # the heap is settled after start-up: read until it says so (or exits)
+        async with asyncio.timeout(30):
+            while not any("gateway.heap_settled" in line for line in lines):
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    break
+                lines.append(line)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
-    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        rest, _ = await asyncio.wait_for(proc.communicate(), timeout=20)
+    out = "".join(lines) + rest.decode()
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     settled = [e for e in events if e.get("event") == "gateway.heap_settled"]
-    assert len(settled) == 1, out.decode()[-2000:]
+    assert len(settled) == 1, out[-2000:]
     # the modules, configuration and models of a started gateway, not a handful
     assert settled[0]["permanent_objects"] > 10_000
     assert proc.returncode == 0

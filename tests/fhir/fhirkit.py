@@ -104,6 +104,14 @@ def transaction(*resources: tuple[str, dict]) -> dict:
         for url, res in resources]}
 
 
+def crp_order(fnr: str = "13116900216", *, status: str = "active", hours_ago: float = 2) -> dict:
+    """A CRP order for one patient, authored ``hours_ago`` hours ago."""
+    sr = service_request(CRP)
+    sr["status"] = status
+    sr["authoredOn"] = iso(datetime.now(timezone.utc) - timedelta(hours=hours_ago))
+    return transaction(("urn:uuid:patient-1", patient(fnr)), ("urn:uuid:sr-1", sr))
+
+
 def mixed_order(*, poc_placer: str = "ORD-1", fnr: str = "13116900216", minutes_ago: float = 20) -> dict:
     """One POC analysis (CRP) and one referred analysis (potassium), each with a tube."""
     return transaction(

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from support import base_config, field, mllp_exchange, potassium_oru, segments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fhir"))
-from fhirkit import CRP, Client, iso, order_config, patient, service_request, transaction  # noqa: E402
+from fhirkit import Client, crp_order, order_config  # noqa: E402
 
 FNR = "13116900216"
 
@@ -70,10 +69,7 @@ async def _fhir_clients(gw):
 
 
 def _crp_order(status: str = "active", hours_ago: float = 2) -> dict:
-    sr = service_request(CRP)
-    sr["status"] = status
-    sr["authoredOn"] = iso(datetime.now(timezone.utc) - timedelta(hours=hours_ago))
-    return transaction(("urn:uuid:patient-1", patient(FNR)), ("urn:uuid:sr-1", sr))
+    return crp_order(FNR, status=status, hours_ago=hours_ago)
 
 
 def _recent_order_issues(gw) -> list[str]:
