@@ -245,6 +245,24 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def main_thread_cpu(p: psutil.Process) -> float:
+    """User + system CPU seconds of a process's main thread (where asyncio's
+    event loop runs; its thread id is the process id)."""
+    try:
+        for t in p.threads():
+            if t.id == p.pid:
+                return t.user_time + t.system_time
+    except psutil.NoSuchProcess:
+        pass
+    return 0.0
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent not idle, over all cores."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
 def postgres_cpu_seconds() -> float:
     """User + system CPU of every PostgreSQL process on the machine (the
     embedded server runs as its own user, pgserver, when started by root)."""

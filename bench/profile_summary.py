@@ -52,8 +52,12 @@ def summarize_file(path: Path, top: int = 25) -> str:
     if not total:
         return "# Gateway profile\n\nNo samples.\n"
     busy = total - steps["idle (epoll wait)"]
+    # py-spy records only samples in which the thread is active; under uvloop
+    # the wait in epoll is inside the C loop, so idle time leaves no sample
+    # at all and "busy" here is not a utilisation (bench.run's "gateway
+    # event loop cores" column is).
     out = ["# Gateway profile (py-spy, 32 senders)", "",
-           f"{total} samples; busy (not waiting in epoll): {busy / total:.0%}.", "",
+           f"{total} samples of the active gateway threads; shares are of that time.", "",
            "| step | share of all samples | share of busy |", "|---|---:|---:|"]
     for step, n in steps.most_common():
         share_busy = "" if step.startswith("idle") else f"{n / max(busy, 1):.1%}"

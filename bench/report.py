@@ -8,6 +8,7 @@ from pathlib import Path
 COLUMNS = [("name", "what"), ("msg_per_s", "msg/s"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"),
            ("p99_ms", "p99 ms"), ("cpu_s_per_1000", "CPU s / 1000 msg"),
            ("cpu_gateway", "of which gateway"), ("cpu_postgres", "of which PostgreSQL"), ("peak_rss_mb", "peak RSS MB"),
+           ("loop_cores", "gateway event loop cores"), ("machine_cores", "machine busy cores"),
            ("drain_after_s", "drain after load s"), ("acked", "acked"), ("messages", "sent"),
            ("failed", "no ACK")]
 

@@ -90,7 +90,10 @@ class GatewayUnderTest:
     def measure(self, name: str, kind: str, conns: int, **load) -> dict:
         """One load phase; CPU counts until delivery to the sink has drained."""
         gw0, pg0 = self.cpu()
+        loop0, busy0, t0 = harness.main_thread_cpu(self.gw), harness.machine_busy(), time.perf_counter()
         res = loadgen.run_in_process(kind, host="127.0.0.1", port=self.mllp_port, conns=conns, **load)
+        secs = time.perf_counter() - t0
+        loop1, busy1 = harness.main_thread_cpu(self.gw), harness.machine_busy()
         drain = asyncio.run(harness.wait_drained(self.db_url))
         gw1, pg1 = self.cpu()
         per = 1000 / max(res.acked, 1)
@@ -100,6 +103,10 @@ class GatewayUnderTest:
             "cpu_postgres": round((pg1 - pg0) * per, 3),
             "drain_after_s": round(drain, 2),
             "peak_rss_mb": round(harness.peak_rss_mb(self.gw), 1),
+            # during the load (not the drain): how much of a core the event
+            # loop got, and how much of the machine was busy at all
+            "loop_cores": round((loop1 - loop0) / secs, 2),
+            "machine_cores": round((busy1 - busy0) / secs, 2),
         })
 
     def stop(self) -> None:
