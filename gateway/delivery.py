@@ -174,11 +174,12 @@ def _check_ack(reply: bytes) -> str:
 
 class Round(NamedTuple):
     """One delivery round: rows finished (0 when none was delivered), how
-    long to wait for a NOTIFY before looking again, and whether to look again
-    at once."""
+    long to wait for a NOTIFY before looking again, whether to look again
+    at once, and whether another gateway holds the destination's lock."""
     finished: int
     wait: float
     again: bool = False
+    locked_out: bool = False
 
 
 class DeliveryService:
@@ -240,6 +241,14 @@ class DeliveryService:
                 done = Round(0, POLL_SECONDS)
             if done.again:
                 continue
+            if done.locked_out:
+                # Another gateway is delivering to this ordered destination and
+                # drains what every NOTIFY announces; answering each of them
+                # with a failed lock attempt only costs both gateways and the
+                # database. Look again after the poll interval (the takeover
+                # time when that gateway stops).
+                await asyncio.sleep(done.wait)
+                continue
             if done.finished and gather:
                 await asyncio.sleep(gather)   # let the next round find more than one row
             if wake.is_set():
@@ -254,7 +263,8 @@ class DeliveryService:
         async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             if dest.ordered:
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(dest.name)):
-                    return Round(0, POLL_SECONDS)
+                    self._metrics.delivery_locked_out.labels(dest.name).inc()
+                    return Round(0, POLL_SECONDS, locked_out=True)
                 rows = await conn.fetch(_CLAIM_ORDERED, dest.name, dest.batch)
             else:
                 rows = await conn.fetch(_CLAIM_DUE, dest.name, dest.batch)

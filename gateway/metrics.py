@@ -31,6 +31,9 @@ class Metrics:
                                          ["destination"], registry=self.registry)
         self.delivery_failures = Counter("labgate_delivery_failures", "Failed delivery attempts",
                                          ["destination", "reason"], registry=self.registry)
+        self.delivery_locked_out = Counter(
+            "labgate_delivery_locked_out", "Delivery rounds that found another gateway delivering "
+            "to the (ordered) destination", ["destination"], registry=self.registry)
         self.dead_letters = Counter("labgate_dead_letters", "Outbox rows dead-lettered",
                                     ["destination"], registry=self.registry)
         self.listener_connections = Gauge("labgate_listener_connections", "Open connections",

@@ -70,3 +70,36 @@ async def test_a_lone_message_is_not_held_back(gateway_factory):
     took = time.monotonic() - t0
     await receiver.stop()
     assert took < 0.8, took      # the gather wait comes after a round, not before
+
+
+def _locked_out(gw) -> float:
+    return gw.metrics.registry.get_sample_value(
+        "labgate_delivery_locked_out_total", {"destination": "lis-mllp"}) or 0.0
+
+
+async def test_a_gateway_locked_out_of_an_ordered_destination_backs_off(gateway_factory):
+    """Two gateways, one ordered destination: every NOTIFY wakes both, one
+    delivers. The other must not answer each wake-up with a failed lock
+    attempt (a transaction in both processes and the database); it looks
+    again after the poll interval."""
+    from gateway.delivery import POLL_SECONDS
+    receiver = await MllpReceiver().start()
+    a = await gateway_factory(base_config(dest_port=receiver.port))
+    b = await gateway_factory(base_config(dest_port=receiver.port))
+    port = a.listeners["mllp-in"].port
+    t0 = time.monotonic()
+
+    async def sender(k: int) -> None:
+        for i in range(40):
+            [ack] = await mllp_exchange("127.0.0.1", port, [oru_r01(f"L-{k}-{i}")])
+            assert field(ack, "MSA", 1) == "AA"
+
+    await asyncio.gather(*(sender(k) for k in range(8)))
+    await receiver.wait_for(320, timeout=30)
+    elapsed = time.monotonic() - t0
+    await receiver.stop()
+    ids = [int(c[2:]) for c in receiver.control_ids()]
+    assert ids == sorted(ids) and len(set(ids)) == 320
+    # at most one failed attempt per gateway per poll interval (plus the first)
+    allowed = 2 * (elapsed / POLL_SECONDS + 1)
+    assert _locked_out(a) + _locked_out(b) <= allowed, (_locked_out(a), _locked_out(b), elapsed)
