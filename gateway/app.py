@@ -95,6 +95,7 @@ class Gateway:
         self.instruments = await start_instruments(config=self.config, pool=self.pool,
                                                    writer=self._writer, metrics=self.metrics,
                                                    validator=self.validator)
+        await self.history_feed.attach_qc(self.instruments.registry)
         for lst in self.config.listeners:
             if lst.protocol != "mllp":   # astm / poct1a
                 self.listeners[lst.name] = await self.instruments.start_listener(lst)

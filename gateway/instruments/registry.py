@@ -119,11 +119,21 @@ class Registry:
             r["permission_level"], r["expires"])
             for r in await conn.fetch("SELECT * FROM instrument_operator")}
         self._qc = {}
-        rows = await conn.fetch(
+        await self.reload_qc(conn)
+
+    async def reload_qc(self, conn: asyncpg.Connection) -> None:
+        """Read every judged QC run into the QC state (safe to repeat: a run
+        already known changes nothing)."""
+        self.learn_qc(await conn.fetch(
             "SELECT instrument, analysis, passed, performed_at FROM qc_result"
-            " WHERE passed IS NOT NULL AND analysis IS NOT NULL ORDER BY performed_at, id")
-        for r in rows:
-            self._judged(r["instrument"], r["analysis"]).add(r["passed"], r["performed_at"])
+            " WHERE passed IS NOT NULL AND analysis IS NOT NULL ORDER BY performed_at, id"))
+
+    def learn_qc(self, runs) -> None:
+        """Add committed QC runs (instrument, analysis, passed, performed at),
+        e.g. another gateway's (gateway/history_feed.py)."""
+        for serial, analysis, passed, at in runs:
+            if passed is not None and serial and analysis:
+                self._judged(serial, analysis).add(passed, at)
 
     # -- lookups (synchronous, for validation) ------------------------------
     def qc_state(self, serial: str, analysis: str) -> QcState | None:

@@ -101,7 +101,8 @@ async def test_an_unreadable_notification_is_logged_and_ignored(gateway_factory,
     admin = await asyncpg.connect(db_url)
     try:
         for payload in ('{"i": "x", "r": [[1, 2]]}', "not json", '{"i": "x", "o": "zz"}',
-                        '{"i": "x", "r": [["k", "NPU03230", 1e300, 4.0, "mmol/L"]]}'):
+                        '{"i": "x", "r": [["k", "NPU03230", 1e300, 4.0, "mmol/L"]]}',
+                        '{"i": "x", "q": [["AF2-1", "NPU19748"]]}', "[1, 2]", ""):
             await admin.execute("SELECT pg_notify('labgate_history', $1)", payload)
         # then a good one from another writer: the feed is still working
         await admin.execute("SELECT pg_notify('labgate_history', $1)",
