@@ -74,7 +74,8 @@ class Hl7Pipeline:
         self._facility = facility
         self._validator = validator
         self._systems = systems or {}     # name → config.System (ack_mode, ack_destination)
-        self._ack_ids = (f"{os.getpid() % 10000:04d}{n}" for n in itertools.count(1))
+        pid = f"{os.getpid() % 10000:04d}"   # once: getpid() is a system call per ACK
+        self._ack_ids = (f"{pid}{n}" for n in itertools.count(1))
         self._ack_prefix = "LG" + os.urandom(3).hex()
 
     async def handle(self, raw: bytes, source: str, peer: str | None = None,
