@@ -23,7 +23,6 @@ if os.environ.get("CI"):
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-CORPUS = (REPO / ".." / "shared" / "corpus").resolve()
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +71,5 @@ async def gateway_factory(db_url, tmp_path):
 
 @pytest.fixture
 def corpus() -> Path:
-    if not CORPUS.exists():
-        pytest.skip("../shared/corpus is not beside the checkout")
-    return CORPUS
+    from support import require_corpus
+    return require_corpus()

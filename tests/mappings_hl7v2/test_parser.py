@@ -7,8 +7,8 @@ import pytest
 
 from mappings.hl7v2.parser import Hl7ParseError, parse
 from mappings.hl7v2.separators import Separators
-
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "hl7v2"
+from support import HL7V2_CORPUS as CORPUS
+from support import hl7v2_corpus_file
 
 
 def corpus_files(kind: str) -> list[Path]:
@@ -56,13 +56,13 @@ def test_invalid_corpus_message_parses_or_raises_a_clear_issue(path):
 ])
 def test_invalid_corpus_codes(name, code):
     with pytest.raises(Hl7ParseError) as exc:
-        parse((CORPUS / "invalid" / name).read_bytes())
+        parse(hl7v2_corpus_file("invalid", name))
     assert exc.value.issue.code == code
 
 
 def test_msh9_missing_still_gives_the_header_for_the_nack():
     with pytest.raises(Hl7ParseError) as exc:
-        parse((CORPUS / "invalid" / "hl7apy-msh9-message-type-missing.hl7").read_bytes())
+        parse(hl7v2_corpus_file("invalid", "hl7apy-msh9-message-type-missing.hl7"))
     assert exc.value.header["control_id"] == "0123456789"
     assert exc.value.header["sending_app"] == "SEND APP"
 
@@ -108,14 +108,14 @@ def test_repetitions_components_and_escapes_are_split_lazily():
 
 
 def test_custom_delimiters_are_honoured():
-    msg = parse((CORPUS / "valid" / "hapi-adt-a24-custom-delimiters.hl7").read_bytes())
+    msg = parse(hl7v2_corpus_file("valid", "hapi-adt-a24-custom-delimiters.hl7"))
     assert msg.separators == Separators("^", "~", "|", "\\", "&")
     assert msg.message_type == "ADT^A24"
     assert msg.get("MSH", 9, comp=2) == "A24"
 
 
 def test_truncation_character_is_accepted():
-    msg = parse((CORPUS / "valid" / "cdc-rs-oru-r01-elims-minimal.hl7").read_bytes())
+    msg = parse(hl7v2_corpus_file("valid", "cdc-rs-oru-r01-elims-minimal.hl7"))
     assert msg.separators.truncation == "#"
     assert msg.get("MSH", 2) == "^~\\&#"
 

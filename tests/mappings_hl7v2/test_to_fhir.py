@@ -17,11 +17,10 @@ from mappings.hl7v2.from_fhir import bundle_to_oru_r01
 from mappings.hl7v2.parser import parse
 from mappings.hl7v2.separators import DEFAULT
 from mappings.hl7v2.to_fhir import resource_uuid, to_bundle
-from support import corpus_oru_r01_files
+from support import corpus_oru_r01_files, hl7v2_corpus_file, require_corpus
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
-CORPUS = HERE.parents[1] / ".." / "shared" / "corpus" / "hl7v2"
 ORU_FILES = corpus_oru_r01_files()
 BACK_TS = datetime.fromisoformat("2025-03-14T22:16:00+01:00")
 MSH = ("MSH|^~\\&|POCDM|LEGEVAKT-XBY^4210001^L|LABGW|KOMMUNE-XBY^4210000^L|"
@@ -129,6 +128,7 @@ def test_corpus_oru_round_trip(path):
 
 
 def test_corpus_is_mapped_deterministically():
+    require_corpus()
     raw = ORU_FILES[0].read_bytes()
     assert to_bundle(parse(raw)) == to_bundle(parse(raw))
 
@@ -136,7 +136,7 @@ def test_corpus_is_mapped_deterministically():
 # ------------------------------------------------------------------ rules
 
 def test_unsupported_message_type():
-    bundle, issues = to_bundle(parse((CORPUS / "valid" / "oie-ack-aa-v22.hl7").read_bytes()))
+    bundle, issues = to_bundle(parse(hl7v2_corpus_file("valid", "oie-ack-aa-v22.hl7")))
     assert [(i.severity, i.code) for i in issues] == [("error", "HL7-UNSUPPORTED-MESSAGE-TYPE")]
     assert bundle == {"resourceType": "Bundle", "type": "transaction"}
 
