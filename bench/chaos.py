@@ -103,23 +103,32 @@ class Counts:
 
 
 class Gateways:
-    """N ``labgate serve`` processes on one database, same destination."""
+    """N ``labgate serve`` processes on one database, same destination.
+    ``roles``: one per process (``serve --role``; default all of them
+    ``all``); ``ports`` are the MLLP ports of those that have a listener."""
 
-    def __init__(self, db_url: str, work: Path, dest_port: int, count: int = 1, **toml) -> None:
+    def __init__(self, db_url: str, work: Path, dest_port: int, count: int = 1,
+                 roles: tuple[str, ...] | None = None, **toml) -> None:
         self.db_url, self.work = db_url, work
-        self.ports = [harness.free_port() for _ in range(count)]
-        self.configs = []
-        for i, port in enumerate(self.ports):
+        self.roles = roles or ("all",) * count
+        self.configs, self.ready_ports, self.ports = [], [], []
+        for i, role in enumerate(self.roles):
             cfg = work / f"gw{i}.toml"
-            cfg.write_text(harness.gateway_toml(port, harness.free_port(), dest_port, pull=False, **toml))
+            port, http = harness.free_port(), harness.free_port()
+            cfg.write_text(harness.gateway_toml(port, http, dest_port, pull=False, **toml))
             self.configs.append(cfg)
-        self.procs: list = [None] * count
+            self.ready_ports.append(http if role == "delivery" else port)
+            if role != "delivery":
+                self.ports.append(port)
+        self.procs: list = [None] * len(self.roles)
 
     def start(self, i: int | None = None) -> None:
-        for k in ([i] if i is not None else range(len(self.ports))):
-            self.procs[k] = harness.start_gateway(self.configs[k], self.db_url, self.work / f"gw{k}.log")
-        for k in ([i] if i is not None else range(len(self.ports))):
-            harness.wait_for_port(self.ports[k], proc=self.procs[k])
+        which = [i] if i is not None else range(len(self.roles))
+        for k in which:
+            self.procs[k] = harness.start_gateway(self.configs[k], self.db_url, self.work / f"gw{k}.log",
+                                                  extra=("--role", self.roles[k]))
+        for k in which:
+            harness.wait_for_port(self.ready_ports[k], proc=self.procs[k])
 
     def kill(self, i: int = 0) -> None:
         self.procs[i].send_signal(signal.SIGKILL)
@@ -250,6 +259,34 @@ async def sigkill_midload(db_url: str, work: Path, n: int = 400, timeout: float 
     return await _count(db_url, counts, dest, acked, timeline)
 
 
+async def sigkill_delivery_midload(db_url: str, work: Path, n: int = 400,
+                                   timeout: float = 120) -> Counts:
+    """Intake and delivery as two processes (``serve --role``): SIGKILL the
+    delivery process when a third of the load is stored, restart it; intake
+    goes on acknowledging meanwhile."""
+    counts = Counts("intake + delivery processes, SIGKILL delivery mid-load, restart", n)
+    dest_port = harness.free_port()
+    dest = await Destination().start(dest_port)
+    gws = Gateways(db_url, work, dest_port, roles=("intake", "delivery"), batch=20)
+    t0 = time.monotonic()
+    timeline: dict[str, tuple[float, float]] = {}
+    try:
+        await asyncio.to_thread(gws.start)
+        sending = asyncio.create_task(_send(gws.ports, n, "KD", timeline))
+        await _until_stored(db_url, n // 3)
+        gws.kill(1)
+        counts.notes["delivered_before_kill"] = len(set(dest.control_ids))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(gws.start, 1)
+        acked, counts.sender_retries = await asyncio.wait_for(sending, timeout)
+        await _wait_delivered(dest, len(acked), timeout)
+    finally:
+        counts.notes["exit_codes"] = gws.stop()
+        await dest.stop()
+    counts.seconds = round(time.monotonic() - t0, 2)
+    return await _count(db_url, counts, dest, acked, timeline)
+
+
 async def pg_restart_midload(pg: harness.Postgres, db_url: str, work: Path, n: int = 400,
                              timeout: float = 120, idle_probes: int = 0) -> Counts:
     """``pg_ctl restart -m fast`` while senders are sending: every connection
@@ -340,8 +377,8 @@ async def run_all(n: int) -> list[Counts]:
     pg.start()
     out = []
     try:
-        for name, scenario in (("kill", sigkill_midload), ("pgrestart", None),
-                               ("down", destination_down), ("two", two_gateways)):
+        for name, scenario in (("kill", sigkill_midload), ("killdelivery", sigkill_delivery_midload),
+                               ("pgrestart", None), ("down", destination_down), ("two", two_gateways)):
             db_url = await pg.create_database(f"chaos_{name}")
             sub = work / name
             sub.mkdir()

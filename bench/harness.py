@@ -177,11 +177,12 @@ def gateway_root() -> Path:
 
 
 def start_gateway(config_path: Path, db_url: str, log_path: Path, *,
-                  profile_to: Path | None = None) -> subprocess.Popen:
-    """``labgate serve`` as a subprocess (optionally under py-spy record)."""
+                  profile_to: Path | None = None, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``labgate serve`` as a subprocess (optionally under py-spy record);
+    ``extra``: more ``serve`` arguments (e.g. ``--role delivery``)."""
     env = dict(os.environ, LABGATE_DATABASE_URL=db_url, PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-           "--log-level", "warning"]
+           "--log-level", "warning", *extra]
     if profile_to is not None:
         cmd = [str(PY_SPY), "record", "--format", "raw", "--rate", "250", "--nonblocking",
                "-o", str(profile_to), "--"] + cmd

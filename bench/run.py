@@ -13,7 +13,9 @@ destination. Load generators run in their own processes. It measures:
 
 (a) the gateway end to end (MLLP ORU^R01 in → parse → map → validate →
     durable group commit → ACK; delivery to the sink drains concurrently)
-    with 1 and 32 senders, and at a fixed offered 500 msg/s;
+    with 1 and 32 senders, and at a fixed offered 500 msg/s; and 32 senders
+    again with the gateway as two processes, ``--role intake`` and
+    ``--role delivery``;
 (b) the floors: a bare asyncio MLLP server answering a fixed ACK, and raw
     asyncpg durable inserts of the same rows (one per transaction, from 1 and
     32 connections, and in batches of 100);
@@ -66,26 +68,39 @@ def summarize(name: str, res: loadgen.LoadResult, *, conns: int, extra: dict | N
 
 
 class GatewayUnderTest:
-    """The real gateway, its sink and its database, with CPU accounting."""
+    """The real gateway, its sink and its database, with CPU accounting.
+    ``split``: two processes, ``--role intake`` and ``--role delivery``
+    (CPU and peak RSS are then the two processes' sums; the event loop's
+    cores are the intake's)."""
 
-    def __init__(self, pg: harness.Postgres, db_url: str, work: Path, profile_to: Path | None = None):
+    def __init__(self, pg: harness.Postgres, db_url: str, work: Path, profile_to: Path | None = None,
+                 *, split: bool = False):
         self.pg, self.db_url, self.work = pg, db_url, work
         self.mllp_port, self.http_port, sink_port = (harness.free_port() for _ in range(3))
         self.sink = harness.start_helper(sys.executable, "-m", "bench.servers", "sink", str(sink_port))
         cfg = work / "bench.toml"
         cfg.write_text(harness.gateway_toml(self.mllp_port, self.http_port, sink_port))
-        self.proc = harness.start_gateway(cfg, db_url, work / "gateway.log", profile_to=profile_to)
+        self.procs = [harness.start_gateway(cfg, db_url, work / "gateway.log", profile_to=profile_to,
+                                            extra=("--role", "intake") if split else ())]
+        self.proc = self.procs[0]
+        waits = [(self.mllp_port, self.proc), (self.http_port, self.proc)]
+        if split:
+            port = harness.free_port()
+            self.procs.append(harness.start_gateway(cfg, db_url, work / "delivery.log", extra=(
+                "--role", "delivery", "--http-port", str(port))))
+            waits.append((port, self.procs[1]))
         try:
-            harness.wait_for_port(self.mllp_port, proc=self.proc)
-            harness.wait_for_port(self.http_port, proc=self.proc)
+            for port, proc in waits:
+                harness.wait_for_port(port, proc=proc)
         except (RuntimeError, TimeoutError) as e:
-            harness.stop(self.sink)
+            self.stop()
             raise RuntimeError(f"{e}\n{(work / 'gateway.log').read_text()[-3000:]}") from None
-        self.gw = harness.gateway_process(self.proc)
+        self.gws = [harness.gateway_process(p) for p in self.procs]
+        self.gw = self.gws[0]
 
     def cpu(self) -> tuple[float, float]:
-        """CPU seconds so far of (the gateway process, its PostgreSQL)."""
-        return harness.cpu_seconds([self.gw]), harness.cpu_seconds([self.pg.postmaster()])
+        """CPU seconds so far of (the gateway process(es), its PostgreSQL)."""
+        return harness.cpu_seconds(self.gws), harness.cpu_seconds([self.pg.postmaster()])
 
     def measure(self, name: str, kind: str, conns: int, **load) -> dict:
         """One load phase; CPU counts until delivery to the sink has drained."""
@@ -102,7 +117,10 @@ class GatewayUnderTest:
             "cpu_gateway": round((gw1 - gw0) * per, 3),
             "cpu_postgres": round((pg1 - pg0) * per, 3),
             "drain_after_s": round(drain, 2),
-            "peak_rss_mb": round(harness.peak_rss_mb(self.gw), 1),
+            # acknowledged and delivered to the sink: from the first send
+            # until the outbox has drained
+            "delivered_per_s": round(res.acked / (res.seconds + drain), 1),
+            "peak_rss_mb": round(sum(harness.peak_rss_mb(g) for g in self.gws), 1),
             # during the load (not the drain): how much of a core the event
             # loop got, and how much of the machine was busy at all
             "loop_cores": round((loop1 - loop0) / secs, 2),
@@ -116,7 +134,8 @@ class GatewayUnderTest:
                 self.proc.wait(60)
             except Exception:
                 pass
-        harness.stop(self.proc)
+        for proc in self.procs:
+            harness.stop(proc)
         harness.stop(self.sink)
 
 
@@ -265,7 +284,24 @@ def gateway_part(pg, work: Path, args, scale: float, notes: list[str]) -> list[d
                                     n=n32, prefix="PF-"))
     finally:
         gut.stop()
+    rows.append(split_part(pg, work, scale))
     return rows
+
+
+SPLIT_ROW = "gateway MLLP end to end, 32 senders, intake + delivery processes"
+
+
+def split_part(pg, work: Path, scale: float) -> dict:
+    """32 senders against ``--role intake`` with ``--role delivery`` beside it."""
+    db_url = asyncio.run(pg.create_database("bench_split"))
+    split_work = work / "split"
+    split_work.mkdir()
+    gut = GatewayUnderTest(pg, db_url, split_work, split=True)
+    try:
+        gut.measure("warm-up", "closed", 8, n=int(2000 * scale), prefix="W-")
+        return gut.measure(SPLIT_ROW, "closed", 32, n=counts(scale)[1], prefix="S32-")
+    finally:
+        gut.stop()
 
 
 def profile_part(pg, work: Path, args, scale: float) -> None:

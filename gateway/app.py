@@ -1,4 +1,13 @@
-"""Assembles one gateway process: database, pipeline, listeners, workers, HTTP."""
+"""Assembles one gateway process: database, pipeline, listeners, workers, HTTP.
+
+A process has a role (``labgate serve --role``): ``all`` runs everything;
+``intake`` runs the listeners, the pipeline and the full HTTP API but no
+delivery loops; ``delivery`` runs only the delivery loops, with the HTTP
+routes that need no pipeline (health, readiness, metrics, the pull API).
+An intake and a delivery process on one database are one gateway whose
+delivery has an event loop of its own (docs/deployment.md says when that
+pays off).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -31,6 +40,8 @@ from .validator import Validator, load_rule_tables
 
 log = log_setup.get("labgate.app")
 
+ROLES = ("all", "intake", "delivery")
+
 # Modules that add HTTP routes: each has ``setup(app: web.Application, gw: Gateway)``.
 ROUTE_MODULES = [
     "gateway.console",              # /console pages and /api/admin (docs/console.md)
@@ -44,8 +55,12 @@ def database_url(config: Config) -> str | None:
 
 
 class Gateway:
-    def __init__(self, config: Config, *, db_url: str | None = None, home_dir: Path | None = None):
+    def __init__(self, config: Config, *, db_url: str | None = None, home_dir: Path | None = None,
+                 role: str = "all"):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         self.config = config
+        self.role = role
         self._db_url = db_url or database_url(config)
         self._home = home_dir or home()
         self._embedded: EmbeddedPostgres | None = None
@@ -78,9 +93,23 @@ class Gateway:
             log.info("db.migrated", applied=applied)
         # One LISTEN connection: new outbox rows, and the history other gateways store.
         self._listen = PgListener(self._db_url)
-        self.history_feed = HistoryFeed(self.validator, self.pool, instance, self._listen)
-        self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._listen)
+        if self.role != "delivery":
+            self.history_feed = HistoryFeed(self.validator, self.pool, instance, self._listen)
+        if self.role != "intake":
+            self._delivery = DeliveryService(self.pool, self.config, self.metrics, self._listen)
         await self._listen.start()
+        if self.role != "delivery":
+            await self._start_intake()
+        if self._delivery:
+            await self._delivery.start()
+        await self._start_http()
+        log.info("gateway.started", role=self.role, http_port=self.http_port,
+                 event_loop=running_loop_name(),
+                 listeners={n: s.port for n, s in self.listeners.items()})
+
+    async def _start_intake(self) -> None:
+        """History, writer, pipeline, instruments and listeners."""
+        db = self.config.database
         # Delta / duplicate-order history into memory before the first message
         # (after LISTEN, so nothing committed meanwhile is missed).
         log.info("validation.history_loaded", rows=await self.validator.prefetch(self.pool))
@@ -101,10 +130,6 @@ class Gateway:
                 self.listeners[lst.name] = await self.instruments.start_listener(lst)
                 continue
             await self._start_listener(lst, pipeline)
-        await self._delivery.start()
-        await self._start_http()
-        log.info("gateway.started", http_port=self.http_port, event_loop=running_loop_name(),
-                 listeners={n: s.port for n, s in self.listeners.items()})
 
     async def _start_listener(self, lst: Listener, pipeline: Hl7Pipeline) -> None:
         from .mllp_tls import CertificateSystems, listener_context
@@ -148,7 +173,7 @@ class Gateway:
         api = HttpApi(pool=self.pool, config=self.config, metrics=self.metrics,
                       readiness=self.readiness)
         self.http_api = api
-        for name in ROUTE_MODULES:
+        for name in ROUTE_MODULES if self.role != "delivery" else ():   # they need the pipeline
             importlib.import_module(name).setup(api.app, self)
         self._runner = web.AppRunner(api.app, access_log=None)
         await self._runner.setup()
@@ -170,6 +195,8 @@ class Gateway:
         except Exception as e:  # any failure means not ready
             detail["database"] = type(e).__name__
             return False, detail
+        if self.role == "delivery":
+            return True, detail
         bound = len(self.listeners) == len(self.config.listeners)
         return bound, detail
 

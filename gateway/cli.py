@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the gateway with a configuration file")
     s.add_argument("--config", required=True)
     s.add_argument("--log-level", default="info")
+    s.add_argument("--role", choices=["all", "intake", "delivery"], default="all",
+                   help="all (default); intake: listeners, pipeline and HTTP API, no delivery; "
+                        "delivery: only the delivery loops (docs/deployment.md)")
+    s.add_argument("--http-port", type=int, metavar="PORT",
+                   help="HTTP port instead of [http] port (e.g. a second process on one host)")
     s.set_defaults(func=_serve)
     d = sub.add_parser("demo", help="run the demo gateway on the embedded PostgreSQL")
     d.add_argument("--log-level", default="info")
@@ -78,16 +83,22 @@ def _load_or_exit(path) :
 
 def _serve(args) -> int:
     config = _load_or_exit(args.config)
+    if args.http_port is not None:
+        if not 0 <= args.http_port <= 65535:
+            print(f"labgate: --http-port {args.http_port} is not a port", file=sys.stderr)
+            return 2
+        config = config.model_copy(update={
+            "http": config.http.model_copy(update={"port": args.http_port})})
     log_setup.configure(args.log_level)
     try:
-        eventloop.run(_run_until_signal(config), config.gateway.event_loop)
+        eventloop.run(_run_until_signal(config, role=args.role), config.gateway.event_loop)
     except ConfigError as e:   # found at start-up, e.g. a bad rule table (file:line: reason)
         print(f"labgate: configuration error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
-async def _run_until_signal(config, on_started=None) -> None:
+async def _run_until_signal(config, on_started=None, role: str = "all") -> None:
     from .app import Gateway
     # Handlers first: a SIGTERM during start-up (a supervisor giving up, a
     # rolling restart) still stops the gateway cleanly once it has started.
@@ -95,7 +106,7 @@ async def _run_until_signal(config, on_started=None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gw = Gateway(config)
+    gw = Gateway(config, role=role)
     await gw.start()
     log_setup.get("labgate.cli").info("gateway.heap_settled", permanent_objects=heap.settle())
     try:

@@ -58,8 +58,8 @@ async def gateway_factory(db_url, tmp_path):
     from gateway.config import parse
     started = []
 
-    async def start(config: dict):
-        gw = Gateway(parse(config), db_url=db_url, home_dir=tmp_path)
+    async def start(config: dict, role: str = "all"):
+        gw = Gateway(parse(config), db_url=db_url, home_dir=tmp_path, role=role)
         await gw.start()
         started.append(gw)
         return gw

@@ -41,19 +41,28 @@ def _pip_install(words: list[str]) -> tuple[list[str], list[str]]:
     return flags, specs
 
 
-def test_compose_parses_and_runs_two_gateways_on_postgres():
+def test_compose_parses_and_runs_intake_and_delivery_replicas_on_postgres():
     c = _compose()
     services = c["services"]
     assert "postgres" in services
-    gateways = [s for name, s in services.items() if name.startswith("gateway")]
-    assert len(gateways) == 2
-    for g in gateways:
+    gateways = {name: s for name, s in services.items() if name != "postgres"}
+    roles = {}
+    for name, g in gateways.items():
         assert g["build"]["dockerfile"] == "docker/Dockerfile"
         assert (DOCKER / g["build"]["context"] / g["build"]["dockerfile"]).resolve() == DOCKER / "Dockerfile"
         assert "@postgres:5432/" in g["environment"]["LABGATE_DATABASE_URL"]
         assert g["depends_on"]["postgres"]["condition"] == "service_healthy"
-    host_ports = [p.split(":")[0] for g in gateways for p in g["ports"]]
+        # the command is one `labgate serve` accepts (ENTRYPOINT is labgate)
+        from gateway.cli import _parser
+        args = _parser().parse_args(g["command"])
+        assert args.config == "/etc/labgate/labgate.toml"
+        roles[name] = args.role
+    assert sorted(roles.values()) == ["delivery", "delivery", "intake", "intake"], roles
+    host_ports = [p.split(":")[0] for g in gateways.values() for p in g["ports"]]
     assert len(host_ports) == len(set(host_ports)), "replicas must publish different host ports"
+    for name, g in gateways.items():   # senders reach the intake replicas only
+        mllp = [p for p in g["ports"] if p.endswith(":2575")]
+        assert bool(mllp) == (roles[name] == "intake"), name
 
 
 def test_compose_keeps_durability_on():
