@@ -33,6 +33,13 @@ async def _get(port: int, path: str) -> tuple[int, str]:
         return r.status, await r.text()
 
 
+async def _until_delivered(pool, n: int, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await pool.fetchval("SELECT count(*) FROM outbox WHERE state = 'delivered'") < n:
+        assert asyncio.get_running_loop().time() < deadline, f"fewer than {n} rows delivered"
+        await asyncio.sleep(0.02)
+
+
 def _attempts(metrics_text: str) -> float:
     m = re.search(r'^labgate_delivery_attempts_total\{destination="lis-mllp"\} (\S+)$', metrics_text, re.M)
     return float(m.group(1)) if m else 0.0
@@ -57,7 +64,8 @@ async def test_intake_stores_and_the_delivery_process_delivers_in_order(gateway_
 
         await _send(intake, ["R-20", "R-21"])       # woken by the intake's NOTIFY
         await rx.wait_for(22)
-        assert await intake.pool.fetchval("SELECT count(*) FROM outbox WHERE state = 'delivered'") == 22
+        # The outcome is committed after the receiver's ACK.
+        await _until_delivered(intake.pool, 22)
         assert len(set(rx.control_ids())) == 22
         # The counters live where the sending happens.
         assert _attempts((await _get(delivery.http_port, "/metrics"))[1]) == 22
