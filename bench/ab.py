@@ -5,10 +5,13 @@
 A VARIANT is ``label=ROOT[,KEY=VALUE...]``: ROOT is the checkout whose
 gateway runs ("." for this one, or a ``git archive`` snapshot of another
 commit), and each KEY=VALUE is put into the ``[gateway]`` table of its
-configuration (``dest.KEY=VALUE``: into the MLLP destination's), e.g.::
+configuration (``dest.KEY=VALUE``: into the MLLP destination's; the word
+``split``: the gateway as two processes, ``--role intake`` and ``--role
+delivery``), e.g.::
 
     python -m bench.ab before=/tmp/snap-a84e13b after=. \\
-        after-asyncio=.,event_loop='"asyncio"' after-nogather=.,dest.gather_ms=0 --rounds 3
+        after-asyncio=.,event_loop='"asyncio"' after-nogather=.,dest.gather_ms=0 \\
+        after-split=.,split --rounds 3
 
 One run of ``bench.run`` against another on this shared 2-core machine
 differs by ±15 % (disk fsync latency and neighbours change over minutes),
@@ -35,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench import harness  # noqa: E402
 from bench.run import GatewayUnderTest  # noqa: E402
 
-FIGURES = ("msg_per_s", "p50_ms", "p99_ms", "cpu_gateway", "cpu_postgres")
+FIGURES = ("msg_per_s", "delivered_per_s", "p50_ms", "p99_ms", "cpu_gateway", "cpu_postgres")
 
 
 def parse_variant(text: str) -> tuple[str, Path, list[str]]:
@@ -51,6 +54,8 @@ def run_variant(pg, work: Path, label: str, root: Path, settings: list[str], rnd
     vwork = work / f"{label}-{rnd}"
     vwork.mkdir()
     toml = harness.gateway_toml   # the variant's settings go into [gateway]
+    split = "split" in settings
+    settings = [s for s in settings if s != "split"]
     gateway = "".join(s + "\n" for s in settings if not s.startswith("dest."))
     dest = "".join(s[len("dest."):] + "\n" for s in settings if s.startswith("dest."))
 
@@ -60,7 +65,7 @@ def run_variant(pg, work: Path, label: str, root: Path, settings: list[str], rnd
 
     harness.gateway_toml = with_settings
     try:
-        gut = GatewayUnderTest(pg, db_url, vwork)
+        gut = GatewayUnderTest(pg, db_url, vwork, split=split)
     finally:
         harness.gateway_toml = toml
     try:

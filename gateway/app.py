@@ -102,6 +102,11 @@ class Gateway:
             await self._start_intake()
         if self._delivery:
             await self._delivery.start()
+        elif any(d.type != "pull" for d in self.config.destinations):
+            # Rows for push destinations wait in the outbox until a delivery
+            # process (or a full gateway) runs on this database.
+            log.warning("gateway.no_delivery_here", role=self.role,
+                        destinations=[d.name for d in self.config.destinations if d.type != "pull"])
         await self._start_http()
         log.info("gateway.started", role=self.role, http_port=self.http_port,
                  event_loop=running_loop_name(),

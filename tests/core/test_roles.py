@@ -45,11 +45,12 @@ def _attempts(metrics_text: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-async def test_intake_stores_and_the_delivery_process_delivers_in_order(gateway_factory):
+async def test_intake_stores_and_the_delivery_process_delivers_in_order(gateway_factory, capsys):
     rx = await MllpReceiver().start()
     try:
         cfg = base_config(dest_port=rx.port, pull=False)
         intake = await gateway_factory(cfg, role="intake")
+        assert "gateway.no_delivery_here" in capsys.readouterr().out   # says so at start-up
         await _send(intake, [f"R-{i}" for i in range(20)])
         # Longer than the 1 s poll a delivery loop would wake at: none runs.
         await asyncio.sleep(1.5)
