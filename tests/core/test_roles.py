@@ -17,6 +17,7 @@ import sys
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from support import (REPO_ROOT, MllpReceiver, base_config, field, free_port, mllp_exchange, oru_r01,
                      to_toml, wait_for_port)
@@ -45,12 +46,14 @@ def _attempts(metrics_text: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-async def test_intake_stores_and_the_delivery_process_delivers_in_order(gateway_factory, capsys):
+async def test_intake_stores_and_the_delivery_process_delivers_in_order(gateway_factory):
     rx = await MllpReceiver().start()
     try:
         cfg = base_config(dest_port=rx.port, pull=False)
-        intake = await gateway_factory(cfg, role="intake")
-        assert "gateway.no_delivery_here" in capsys.readouterr().out   # says so at start-up
+        with capture_logs() as logs:
+            intake = await gateway_factory(cfg, role="intake")
+        # It says so at start-up.
+        assert [e for e in logs if e["event"] == "gateway.no_delivery_here"]
         await _send(intake, [f"R-{i}" for i in range(20)])
         # Longer than the 1 s poll a delivery loop would wake at: none runs.
         await asyncio.sleep(1.5)
