@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -279,22 +280,60 @@ def gateway_part(pg, work: Path, args, scale: float, notes: list[str]) -> list[d
                 notes.append(f"FHIR REST path: {other} of {fh['messages']} requests were not 2xx "
                              "(status: count); msg/s counts 2xx only")
         if args.prefill:
-            print(f"  prefilling {args.prefill:,} stored messages …", flush=True)
-            t0 = time.perf_counter()
-            asyncio.run(floors.prefill(db_url, args.prefill))
-            print(f"  prefilled in {time.perf_counter() - t0:.0f} s", flush=True)
-            # What is compared is a database holding the rows, not one still
-            # writing them: the fill's ~11 GB reach the disk first.
-            t0 = time.perf_counter()
-            asyncio.run(_checkpoint(db_url))
-            os.sync()
-            print(f"  checkpoint and sync in {time.perf_counter() - t0:.0f} s", flush=True)
-            rows.append(gut.measure(f"gateway MLLP, 32 senders, {args.prefill:,} stored", "closed", 32,
-                                    n=n32, prefix="PF-"))
+            rows += prefill_part(pg, work, gut, args.prefill, scale, notes)
     finally:
         gut.stop()
     rows.append(split_part(pg, work, scale))
     return rows
+
+
+PREFILL_ROUNDS = 3
+
+
+def prefill_part(pg, work: Path, gut: "GatewayUnderTest", n: int, scale: float,
+                 notes: list[str]) -> list[dict]:
+    """32 senders on ``gut``'s database after storing ``n`` more messages in it,
+    against a fresh empty database, in interleaved rounds: the machine's
+    speed drifts by more than the 10 % being looked for within minutes."""
+    _, n32 = counts(scale)
+    print(f"  prefilling {n:,} stored messages …", flush=True)
+    t0 = time.perf_counter()
+    asyncio.run(floors.prefill(gut.db_url, n))
+    # Compared is a database holding the rows, not one still writing them:
+    # the fill's ~11 GB reach the disk first.
+    asyncio.run(_checkpoint(gut.db_url))
+    os.sync()
+    print(f"  prefilled, checkpointed and synced in {time.perf_counter() - t0:.0f} s", flush=True)
+    full, empty = [], []
+    for r in range(1, PREFILL_ROUNDS + 1):
+        full.append(gut.measure(f"gateway MLLP, 32 senders, {n:,} stored, round {r}", "closed", 32,
+                                n=n32, prefix=f"PF{r}-"))
+        db_url = asyncio.run(pg.create_database(f"bench_empty_{r}"))
+        (work / f"empty-{r}").mkdir()
+        fresh = GatewayUnderTest(pg, db_url, work / f"empty-{r}")
+        try:
+            fresh.measure("warm-up", "closed", 8, n=int(2000 * scale), prefix="W-")
+            empty.append(fresh.measure(f"gateway MLLP, 32 senders, empty database, round {r}",
+                                       "closed", 32, n=n32, prefix=f"PE{r}-"))
+        finally:
+            fresh.stop()
+    notes.append(prefill_note(n, full, empty))
+    print("  " + notes[-1], flush=True)
+    return full + empty
+
+
+def prefill_note(n: int, full: list[dict], empty: list[dict]) -> str:
+    def med(rows, key):
+        return statistics.median(r[key] for r in rows)
+
+    parts = []
+    for key, what in (("msg_per_s", "acknowledged"), ("delivered_per_s", "delivered")):
+        a, b = med(empty, key), med(full, key)
+        parts.append(f"{what} {a:,.1f} → {b:,.1f} msg/s ({(b - a) / a * 100:+.1f} %)")
+    for key, what in (("cpu_gateway", "gateway"), ("cpu_postgres", "PostgreSQL")):
+        parts.append(f"{what} CPU {med(empty, key):.2f} → {med(full, key):.2f} ms/msg")
+    return (f"With {n:,} stored messages against an empty database (medians of "
+            f"{len(full)} interleaved rounds, 32 senders): " + "; ".join(parts) + ".")
 
 
 SPLIT_ROW = "gateway MLLP end to end, 32 senders, intake + delivery processes"
