@@ -3,7 +3,7 @@
     python -m bench.run                 # full run (a few minutes)
     python -m bench.run --quick         # fewer messages, to check the tooling
     python -m bench.run --profile       # also profile the gateway under 32 senders (py-spy)
-    python -m bench.run --prefill 1000000   # 32 senders again with 1M stored messages
+    python -m bench.run --prefill 1000000   # 32 senders, 1M stored vs empty, 3 rounds
     python -m bench.run --profile --update-docs   # what the release numbers come from
 
 It starts its own embedded PostgreSQL in a temporary directory, a fast MLLP
