@@ -236,27 +236,8 @@ async def _idle_probes(ports: list[int], dest: Destination, timeline: dict, acke
 async def sigkill_midload(db_url: str, work: Path, n: int = 400, timeout: float = 120) -> Counts:
     """SIGKILL the gateway when a third of the load is stored; restart it;
     the senders retry what was not acknowledged."""
-    counts = Counts("SIGKILL gateway mid-load, restart", n)
-    dest_port = harness.free_port()
-    dest = await Destination().start(dest_port)
-    gws = Gateways(db_url, work, dest_port, batch=20)
-    t0 = time.monotonic()
-    timeline: dict[str, tuple[float, float]] = {}
-    try:
-        await asyncio.to_thread(gws.start)
-        sending = asyncio.create_task(_send(gws.ports, n, "K", timeline))
-        await _until_stored(db_url, n // 3)
-        gws.kill(0)
-        counts.notes["killed_after_stored"] = n // 3
-        await asyncio.sleep(0.5)
-        await asyncio.to_thread(gws.start, 0)
-        acked, counts.sender_retries = await asyncio.wait_for(sending, timeout)
-        await _wait_delivered(dest, len(acked), timeout)
-    finally:
-        counts.notes["exit_codes"] = gws.stop()
-        await dest.stop()
-    counts.seconds = round(time.monotonic() - t0, 2)
-    return await _count(db_url, counts, dest, acked, timeline)
+    return await _kill_midload(db_url, work, n, timeout, Counts("SIGKILL gateway mid-load, restart", n),
+                               roles=("all",), victim=0, prefix="K")
 
 
 async def sigkill_delivery_midload(db_url: str, work: Path, n: int = 400,
@@ -265,19 +246,28 @@ async def sigkill_delivery_midload(db_url: str, work: Path, n: int = 400,
     delivery process when a third of the load is stored, restart it; intake
     goes on acknowledging meanwhile."""
     counts = Counts("intake + delivery processes, SIGKILL delivery mid-load, restart", n)
+    return await _kill_midload(db_url, work, n, timeout, counts,
+                               roles=("intake", "delivery"), victim=1, prefix="KD")
+
+
+async def _kill_midload(db_url: str, work: Path, n: int, timeout: float, counts: Counts, *,
+                        roles: tuple[str, ...], victim: int, prefix: str) -> Counts:
+    """Gateways in ``roles`` under a load of ``n``; SIGKILL process ``victim``
+    when a third is stored, restart it, count."""
     dest_port = harness.free_port()
     dest = await Destination().start(dest_port)
-    gws = Gateways(db_url, work, dest_port, roles=("intake", "delivery"), batch=20)
+    gws = Gateways(db_url, work, dest_port, roles=roles, batch=20)
     t0 = time.monotonic()
     timeline: dict[str, tuple[float, float]] = {}
     try:
         await asyncio.to_thread(gws.start)
-        sending = asyncio.create_task(_send(gws.ports, n, "KD", timeline))
+        sending = asyncio.create_task(_send(gws.ports, n, prefix, timeline))
         await _until_stored(db_url, n // 3)
-        gws.kill(1)
+        gws.kill(victim)
+        counts.notes["killed_after_stored"] = n // 3
         counts.notes["delivered_before_kill"] = len(set(dest.control_ids))
         await asyncio.sleep(0.5)
-        await asyncio.to_thread(gws.start, 1)
+        await asyncio.to_thread(gws.start, victim)
         acked, counts.sender_retries = await asyncio.wait_for(sending, timeout)
         await _wait_delivered(dest, len(acked), timeout)
     finally:

@@ -47,6 +47,7 @@ import psutil  # noqa: E402
 
 from bench import floors, harness, loadgen  # noqa: E402
 from bench.loadgen import percentile  # noqa: E402
+from bench.report import SPLIT_ROW  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MEDPLUM = ROOT / "bench" / "medplum"
@@ -334,9 +335,6 @@ def prefill_note(n: int, full: list[dict], empty: list[dict]) -> str:
         parts.append(f"{what} CPU {med(empty, key):.2f} → {med(full, key):.2f} ms/msg")
     return (f"With {n:,} stored messages against an empty database (medians of "
             f"{len(full)} interleaved rounds, 32 senders): " + "; ".join(parts) + ".")
-
-
-SPLIT_ROW = "gateway MLLP end to end, 32 senders, intake + delivery processes"
 
 
 async def _checkpoint(db_url: str) -> None:

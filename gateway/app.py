@@ -24,7 +24,7 @@ from mappings.issue import Issue
 
 from . import logging as log_setup
 from . import migrate
-from .config import Config, Listener
+from .config import PROCESS_ROLES, Config, Listener
 from .delivery import DeliveryService
 from .eventloop import running_loop_name
 from .embedded_pg import EmbeddedPostgres, home
@@ -39,8 +39,6 @@ from .store import MessageWriter, create_pool
 from .validator import Validator, load_rule_tables
 
 log = log_setup.get("labgate.app")
-
-ROLES = ("all", "intake", "delivery")
 
 # Modules that add HTTP routes: each has ``setup(app: web.Application, gw: Gateway)``.
 ROUTE_MODULES = [
@@ -57,8 +55,8 @@ def database_url(config: Config) -> str | None:
 class Gateway:
     def __init__(self, config: Config, *, db_url: str | None = None, home_dir: Path | None = None,
                  role: str = "all"):
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        if role not in PROCESS_ROLES:
+            raise ValueError(f"role must be one of {', '.join(PROCESS_ROLES)}, not {role!r}")
         self.config = config
         self.role = role
         self._db_url = db_url or database_url(config)
@@ -102,11 +100,10 @@ class Gateway:
             await self._start_intake()
         if self._delivery:
             await self._delivery.start()
-        elif any(d.type != "pull" for d in self.config.destinations):
+        elif push := [d.name for d in self.config.destinations if d.type != "pull"]:
             # Rows for push destinations wait in the outbox until a delivery
             # process (or a full gateway) runs on this database.
-            log.warning("gateway.no_delivery_here", role=self.role,
-                        destinations=[d.name for d in self.config.destinations if d.type != "pull"])
+            log.warning("gateway.no_delivery_here", role=self.role, destinations=push)
         await self._start_http()
         log.info("gateway.started", role=self.role, http_port=self.http_port,
                  event_loop=running_loop_name(),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import eventloop, heap
 from . import logging as log_setup
-from .config import ConfigError, load
+from .config import PROCESS_ROLES, ConfigError, load
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO_ROOT / "examples" / "demo.toml"
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the gateway with a configuration file")
     s.add_argument("--config", required=True)
     s.add_argument("--log-level", default="info")
-    s.add_argument("--role", choices=["all", "intake", "delivery"], default="all",
+    s.add_argument("--role", choices=PROCESS_ROLES, default="all",
                    help="all (default); intake: listeners, pipeline and HTTP API, no delivery; "
                         "delivery: only the delivery loops (docs/deployment.md)")
     s.add_argument("--http-port", type=int, metavar="PORT",

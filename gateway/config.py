@@ -27,6 +27,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# What one ``labgate serve`` process runs (``--role``; gateway/app.py).
+PROCESS_ROLES = ("all", "intake", "delivery")
+
+
 class GatewaySection(_Strict):
     name: str = Field("LABGATE", description="MSH-3 of the acknowledgements the gateway sends")
     facility: str = Field("", description="MSH-4 of the acknowledgements the gateway sends")

@@ -1,7 +1,7 @@
 """One gateway as two processes: ``--role intake`` and ``--role delivery``.
 
-Under load, delivery on the intake's event loop falls behind intake (one
-ordered send per turn of a busy loop; docs/performance.md). Run apart, an
+Under load, delivery on the intake's event loop falls behind intake (about
+one ordered send per two turns of a busy loop; docs/performance.md). Run apart, an
 intake process stores and acknowledges and a delivery process on the same
 database delivers what it stored, through the same outbox, locks and
 NOTIFY as two full gateways would.
